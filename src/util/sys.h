@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/* One wrapper per syscall or kernel interface the libc may lack. */
+#ifndef SHMX_UTIL_SYS_H
+#define SHMX_UTIL_SYS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+
+/* memfd_create(2), retried without MFD_NOEXEC_SEAL on kernels before 6.3. */
+int shmx_memfd_create(const char *name, unsigned flags);
+int shmx_pidfd_open(pid_t pid);
+int shmx_pidfd_getfd(int pidfd, int targetfd);
+
+/* Start time of a process (field 22 of /proc/<pid>/stat), 0 if unknown. */
+uint64_t shmx_proc_starttime(pid_t pid);
+
+/* Wall clock seconds. */
+int64_t shmx_now(void);
+/* Monotonic milliseconds. */
+int64_t shmx_mono_ms(void);
+
+/* Bytes of a memfd's pages in memory (tmpfs counts them in st_blocks). */
+uint64_t shmx_fd_rss(int fd);
+
+#endif
