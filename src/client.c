@@ -1,1 +1,518 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The connection to the keeper: finding the namespace, starting the keeper
+ * on demand, requests and one-way messages, reconnecting after the keeper
+ * died, and fork.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "config.h"
+#include "util/log.h"
+#include "util/sock.h"
+#include "util/sys.h"
+
+#define KEEPER_START_MS 10000           /* waiting for a keeper to start */
+#define REPLY_TIMEOUT_MS 30000          /* a keeper that never answers */
+
+extern char **environ;
+
+struct shmx_client shmx_client = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.ns = { .dirfd = -1 },
+	.sock = -1,
+	.fork_sock = -1,
+};
+
+#define C shmx_client
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static void disconnect(void)
+{
+	if (C.sock >= 0)
+		close(C.sock);
+	C.sock = -1;
+}
+
+/* Forgets everything tied to the current namespace. */
+static void reset_namespace(void)
+{
+	disconnect();
+	shmx_reg_close(&C.reg);
+	for (size_t i = 0; i < C.nheld; i++)
+		close(C.held[i].fd);
+	C.nheld = 0;
+	/* the mappings stay (they are the program's), but are no longer counted */
+	C.natts = 0;
+	shmx_ns_close(&C.ns);
+}
+
+void shmx_client_lock(void)
+{
+	char path[PATH_MAX];
+
+	pthread_mutex_lock(&C.lock);
+	/* SHMX_NAMESPACE may change between calls (tests do): follow it */
+	if (C.ns.dirfd >= 0 && (shmx_ns_resolve(path, sizeof(path)) < 0 || strcmp(path, C.ns.path)))
+		reset_namespace();
+}
+
+void shmx_client_unlock(void)
+{
+	pthread_mutex_unlock(&C.lock);
+}
+
+const struct shmx_cred *shmx_client_cred(void)
+{
+	return &C.cred;
+}
+
+static int connect_sock(int dirfd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	/* through the checked directory's descriptor: no path can be swapped in */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/keeper.sock", dirfd);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int send_req(int sock, const struct shmx_req *req, int passfd)
+{
+	return shmx_sock_send(sock, req, sizeof(*req), passfd, 0);
+}
+
+static int send_hello(int sock)
+{
+	struct shmx_req req;
+
+	shmx_req_init(&req, SHMX_MSG_HELLO);
+	return send_req(sock, &req, -1);
+}
+
+/* Runs the keeper; it returns once it serves, so waiting for it is enough. */
+static int spawn_keeper(void)
+{
+	const char *keeper = getenv("SHMX_KEEPER");
+	char *argv[] = { "shmxd", "--namespace", C.ns.path, NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	int64_t deadline;
+	int status, r;
+	pid_t pid;
+
+	if (!keeper || !*keeper)
+		keeper = SHMX_KEEPER_PATH;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	if (shmx_log_threshold() < SHMX_LOG_NONE) {
+		char logpath[PATH_MAX + 16];
+
+		snprintf(logpath, sizeof(logpath), "%s/keeper.log", C.ns.path);
+		posix_spawn_file_actions_addopen(&fa, 2, logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	} else {
+		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	}
+#ifdef __GLIBC_PREREQ
+#if __GLIBC_PREREQ(2, 34)
+	/* the program's own descriptors are none of the keeper's business */
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
+#endif
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+				 POSIX_SPAWN_SETSIGDEF);
+	{
+		sigset_t none, all;
+
+		sigemptyset(&none);
+		sigfillset(&all);
+		posix_spawnattr_setsigmask(&attr, &none);
+		posix_spawnattr_setsigdefault(&attr, &all);
+	}
+	r = posix_spawn(&pid, keeper, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (r) {
+		log_error("cannot start keeper %s: %s", keeper, strerror(r));
+		return -ECONNREFUSED;
+	}
+	log_info("started keeper %s for %s", keeper, C.ns.path);
+	deadline = shmx_mono_ms() + KEEPER_START_MS;
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+
+		if (w == pid)
+			break;
+		if (w < 0) {
+			/* SIGCHLD ignored by the program: the child is reaped for us */
+			return 0;
+		}
+		if (shmx_mono_ms() > deadline) {
+			log_error("keeper %s did not get ready in time", keeper);
+			return -ECONNREFUSED;
+		}
+		sleep_ms(2);
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		log_error("keeper %s failed (status %d); see its log", keeper, status);
+		return -ECONNREFUSED;
+	}
+	return 0;
+}
+
+/* Connects, starting a keeper under start.lock if none answers. */
+static int connect_or_start(void)
+{
+	int64_t deadline;
+	int sock, lock, r;
+
+	sock = connect_sock(C.ns.dirfd);
+	if (sock >= 0)
+		return sock;
+	if (sock != -ENOENT && sock != -ECONNREFUSED) {
+		log_error("cannot connect to the keeper of %s: %s", C.ns.path, strerror(-sock));
+		return -ECONNREFUSED;
+	}
+	if (!C.ns.owned) {
+		log_error("no keeper serves %s, and it is not ours to start one", C.ns.path);
+		return -ECONNREFUSED;
+	}
+	lock = openat(C.ns.dirfd, "start.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lock < 0) {
+		log_error("cannot open %s/start.lock: %s", C.ns.path, strerror(errno));
+		return -ECONNREFUSED;
+	}
+	deadline = shmx_mono_ms() + KEEPER_START_MS;
+	while (flock(lock, LOCK_EX | LOCK_NB) < 0) {
+		if (shmx_mono_ms() > deadline) {
+			close(lock);
+			log_error("timed out waiting for another process to start the keeper");
+			return -ECONNREFUSED;
+		}
+		sleep_ms(2);
+	}
+	/* someone may have started it while we waited for the lock */
+	sock = connect_sock(C.ns.dirfd);
+	if (sock < 0) {
+		r = spawn_keeper();
+		sock = r < 0 ? r : connect_sock(C.ns.dirfd);
+		/* a keeper whose waitpid we could not see needs a moment */
+		while (sock < 0 && r == 0 && shmx_mono_ms() < deadline) {
+			sleep_ms(5);
+			sock = connect_sock(C.ns.dirfd);
+		}
+		if (sock < 0 && r == 0)
+			log_error("cannot connect to the new keeper of %s: %s", C.ns.path, strerror(-sock));
+		if (sock < 0)
+			sock = -ECONNREFUSED;
+	}
+	close(lock);
+	return sock;
+}
+
+/* Maps the registry the keeper made, unless the one we have is still it. */
+static int map_registry(void)
+{
+	struct shmx_reg reg;
+	int r;
+
+	r = shmx_reg_open_ro(C.ns.dirfd, &reg);
+	if (r < 0) {
+		log_error("cannot use the registry of %s: %s", C.ns.path, strerror(-r));
+		return r == -EBADMSG ? -EPROTO : r;
+	}
+	r = shmx_ns_check_registry(&C.ns, &reg);
+	if (r < 0) {
+		shmx_reg_close(&reg);
+		return r;
+	}
+	if (C.reg.base && C.reg.ino == reg.ino && C.reg.dev == reg.dev) {
+		shmx_reg_close(&reg);
+		return 0;
+	}
+	shmx_reg_close(&C.reg);
+	C.reg = reg;
+	return 0;
+}
+
+/* Tells a keeper what this process holds: after it restarted, or for a child. */
+static int send_holdings(int sock, uint32_t flags)
+{
+	for (size_t i = 0; i < C.nheld; i++) {
+		struct shmx_req req;
+		int r;
+
+		shmx_req_init(&req, SHMX_MSG_REATTACH);
+		req.id = C.held[i].id;
+		req.fd = C.held[i].fd;
+		req.count = C.held[i].count;
+		req.flags = (int32_t)flags;
+		r = send_req(sock, &req, flags & SHMX_REATTACH_FORK ? -1 : C.held[i].fd);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int shmx_client_connect(void)
+{
+	int sock, r;
+
+	if (C.sock >= 0) {
+		/* a new keeper marks the registry it replaced; a changed identity
+		 * must not be served with the old connection's credentials */
+		if (shmx_reg_hdr(&C.reg)->magic == SHMX_REG_MAGIC &&
+		    C.cred.uid == geteuid() && C.cred.gid == getegid())
+			return 0;
+		disconnect();
+	}
+	if (C.ns.dirfd < 0) {
+		char path[PATH_MAX];
+
+		r = shmx_ns_resolve(path, sizeof(path));
+		if (r < 0)
+			return r;
+		r = shmx_ns_open(path, &C.ns);
+		if (r < 0)
+			return r;
+	}
+	sock = connect_or_start();
+	if (sock < 0)
+		return sock;
+	r = send_hello(sock);
+	if (r == 0)
+		r = map_registry();
+	if (r == 0)
+		r = send_holdings(sock, 0);
+	if (r < 0) {
+		close(sock);
+		return r == -EPIPE || r == -ECONNRESET ? -ENOTCONN : r;
+	}
+	C.sock = sock;
+	shmx_cred_self(&C.cred);
+	log_debug("connected to the keeper of %s", C.ns.path);
+	return 0;
+}
+
+static bool conn_lost(int r)
+{
+	return r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN;
+}
+
+static int wait_reply(struct shmx_reply *rep, int *fdp)
+{
+	struct pollfd pfd = { .fd = C.sock, .events = POLLIN };
+	struct shmx_sock_rx rx;
+	int r;
+
+	do
+		r = poll(&pfd, 1, REPLY_TIMEOUT_MS);
+	while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		log_error("the keeper did not answer in %d ms", REPLY_TIMEOUT_MS);
+		return -ETIMEDOUT;
+	}
+	r = shmx_sock_recv(C.sock, rep, sizeof(*rep), 0, &rx);
+	if (r < 0)
+		return r;
+	if (rx.fd >= 0 && (!fdp || rx.truncated)) {
+		close(rx.fd);
+		rx.fd = -1;
+	}
+	if (rx.truncated || shmx_reply_check(rep, rx.len) < 0) {
+		if (rx.fd >= 0)
+			close(rx.fd);
+		log_error("malformed reply from the keeper");
+		return -EPROTO;
+	}
+	if (fdp)
+		*fdp = rx.fd;
+	return 0;
+}
+
+int shmx_client_call(struct shmx_req *req, int *fdp)
+{
+	struct shmx_reply rep;
+	int r = 0;
+
+	if (fdp)
+		*fdp = -1;
+	/* one retry: the keeper may have gone since the last call */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		r = shmx_client_connect();
+		if (r < 0)
+			return r;
+		r = send_req(C.sock, req, -1);
+		if (r == 0)
+			r = wait_reply(&rep, fdp);
+		if (r == 0)
+			break;
+		disconnect();
+		if (!conn_lost(r))
+			return r;
+	}
+	if (r < 0)
+		return -ENOTCONN;
+	if (rep.req_type == SHMX_MSG_HELLO) {
+		log_error("the keeper speaks another protocol version");
+		return rep.result < 0 ? rep.result : -EPROTO;
+	}
+	if (rep.req_type != req->type) {
+		if (fdp && *fdp >= 0)
+			close(*fdp);
+		log_error("reply to %s where %s was asked", shmx_msg_name(rep.req_type),
+			  shmx_msg_name(req->type));
+		disconnect();
+		return -EPROTO;
+	}
+	if (fdp && *fdp < 0 && rep.result >= 0) {
+		log_error("the keeper sent no descriptor");
+		return -EPROTO;
+	}
+	return rep.result;
+}
+
+int shmx_client_post(const struct shmx_req *req, int passfd)
+{
+	int r = shmx_client_connect();
+
+	if (r < 0)
+		return r;
+	r = send_req(C.sock, req, passfd);
+	if (conn_lost(r)) {
+		/* the new connection's REATTACH carries this change already */
+		disconnect();
+		return shmx_client_connect();
+	}
+	return r;
+}
+
+int shmx_client_sync(int id)
+{
+	struct shmx_req req;
+
+	shmx_req_init(&req, SHMX_MSG_SYNC);
+	req.id = id;
+	return shmx_client_call(&req, NULL);
+}
+
+struct shmx_held *shmx_held_find(int id)
+{
+	for (size_t i = 0; i < C.nheld; i++)
+		if (C.held[i].id == id)
+			return &C.held[i];
+	return NULL;
+}
+
+struct shmx_held *shmx_held_add(int id, int fd, bool rdonly)
+{
+	struct shmx_held *h;
+
+	if (C.nheld == C.held_cap) {
+		size_t cap = C.held_cap ? 2 * C.held_cap : 16;
+
+		h = realloc(C.held, cap * sizeof(*h));
+		if (!h)
+			return NULL;
+		C.held = h;
+		C.held_cap = cap;
+	}
+	h = &C.held[C.nheld++];
+	*h = (struct shmx_held){ .id = id, .fd = fd, .rdonly = rdonly };
+	return h;
+}
+
+void shmx_held_drop(struct shmx_held *h)
+{
+	struct shmx_req req;
+
+	close(h->fd);
+	if (C.sock >= 0) {
+		shmx_req_init(&req, SHMX_MSG_RELEASE);
+		req.id = h->id;
+		send_req(C.sock, &req, -1);
+	}
+	*h = C.held[--C.nheld];
+}
+
+/*
+ * fork: the child must be counted before either process runs on (the parent
+ * may leave at once), so the connection the child will use is opened, and
+ * the holdings announced on it, before fork() returns.
+ */
+static void atfork_prepare(void)
+{
+	int sock;
+
+	pthread_mutex_lock(&C.lock);
+	if (C.sock < 0 || C.nheld == 0)
+		return;
+	sock = connect_sock(C.ns.dirfd);
+	if (sock < 0)
+		return;
+	if (send_hello(sock) < 0 || send_holdings(sock, SHMX_REATTACH_FORK) < 0) {
+		close(sock);
+		return;
+	}
+	C.fork_sock = sock;
+}
+
+static void atfork_parent(void)
+{
+	if (C.fork_sock >= 0)
+		close(C.fork_sock);
+	C.fork_sock = -1;
+	pthread_mutex_unlock(&C.lock);
+}
+
+static void atfork_child(void)
+{
+	if (C.sock >= 0)
+		close(C.sock);
+	C.sock = C.fork_sock;
+	C.fork_sock = -1;
+	if (C.sock >= 0) {
+		struct shmx_req req;
+
+		/* the keeper takes our pid from this message's credentials */
+		shmx_req_init(&req, SHMX_MSG_IDENT);
+		if (send_req(C.sock, &req, -1) < 0)
+			disconnect();
+	}
+	pthread_mutex_unlock(&C.lock);
+}
+
+__attribute__((constructor))
+static void client_init(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
