@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/ipc.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>

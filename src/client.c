@@ -121,7 +121,8 @@ static int send_hello(int sock)
 static int spawn_keeper(void)
 {
 	const char *keeper = getenv("SHMX_KEEPER");
-	char *argv[] = { "shmxd", "--namespace", C.ns.path, NULL };
+	char nspath[2 * PATH_MAX];
+	char *argv[] = { "shmxd", "--namespace", nspath, NULL };
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	int64_t deadline;
@@ -130,6 +131,16 @@ static int spawn_keeper(void)
 
 	if (!keeper || !*keeper)
 		keeper = SHMX_KEEPER_PATH;
+	/* the keeper does not run in our working directory */
+	if (C.ns.path[0] != '/') {
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)))
+			return -ECONNREFUSED;
+		snprintf(nspath, sizeof(nspath), "%s/%s", cwd, C.ns.path);
+	} else {
+		snprintf(nspath, sizeof(nspath), "%s", C.ns.path);
+	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawnattr_init(&attr);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
