@@ -159,14 +159,24 @@ static int request_fd(int id, bool rdonly)
 	return r < 0 ? r : fd;
 }
 
-/* The descriptor to map id with: the cached one, or a new one from the keeper. */
-static int hold_segment(int id, bool rdonly, struct shmx_held **hp)
+/*
+ * The descriptor to map id with: the cached one, or a new one from the keeper.
+ * A read-only attachment needs an O_RDONLY descriptor even beside a
+ * read-write one, or mprotect() could make it writable.
+ */
+static int hold_segment(int id, bool rdonly, struct shmx_held **hp, int *fdp)
 {
 	struct shmx_held *h = shmx_held_find(id);
 	int fd;
 
-	if (h && (rdonly || !h->rdonly)) {
+	if (h && rdonly && (h->rdonly || h->ro_fd >= 0)) {
 		*hp = h;
+		*fdp = h->rdonly ? h->fd : h->ro_fd;
+		return 0;
+	}
+	if (h && !rdonly && !h->rdonly) {
+		*hp = h;
+		*fdp = h->fd;
 		return 0;
 	}
 	if (!h)
@@ -174,19 +184,22 @@ static int hold_segment(int id, bool rdonly, struct shmx_held **hp)
 	fd = request_fd(id, rdonly);
 	if (fd < 0)
 		return fd;
-	if (h) {
-		/* a read-write descriptor replaces a read-only one */
-		close(h->fd);
-		h->fd = fd;
-		h->rdonly = false;
-	} else {
+	if (!h) {
 		h = shmx_held_add(id, fd, rdonly);
 		if (!h) {
 			close(fd);
 			return -ENOMEM;
 		}
+	} else if (rdonly) {
+		h->ro_fd = fd;
+	} else {
+		/* a read-write descriptor joins a read-only one */
+		h->ro_fd = h->fd;
+		h->fd = fd;
+		h->rdonly = false;
 	}
 	*hp = h;
+	*fdp = fd;
 	return 0;
 }
 
@@ -211,7 +224,7 @@ static int do_at(int id, const void *addr, int flags, void **addrp)
 	uintptr_t want = (uintptr_t)addr;
 	struct shmx_reg_record rec;
 	struct shmx_held *h;
-	int prot, mflags, access, r;
+	int prot, mflags, access, fd, r;
 	size_t len, align;
 	void *p;
 
@@ -240,14 +253,14 @@ static int do_at(int id, const void *addr, int flags, void **addrp)
 	if (rec.segsz > SIZE_MAX - align)
 		return -EINVAL;
 	len = (rec.segsz + align - 1) & ~(align - 1);
-	r = hold_segment(id, flags & SHMX_RDONLY, &h);
+	r = hold_segment(id, flags & SHMX_RDONLY, &h, &fd);
 	if (r < 0)
 		return r;
 	prot = PROT_READ | (flags & SHMX_RDONLY ? 0 : PROT_WRITE) | (flags & SHMX_EXEC ? PROT_EXEC : 0);
 	mflags = MAP_SHARED;
 	if (want)
 		mflags |= flags & SHMX_REMAP ? MAP_FIXED : MAP_FIXED_NOREPLACE;
-	p = mmap((void *)want, len, prot, mflags, h->fd, 0);
+	p = mmap((void *)want, len, prot, mflags, fd, 0);
 	if (p == MAP_FAILED)
 		return errno == EEXIST ? -EINVAL : -errno;
 	if (want && (uintptr_t)p != want) {

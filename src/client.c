@@ -57,8 +57,11 @@ static void reset_namespace(void)
 {
 	disconnect();
 	shmx_reg_close(&C.reg);
-	for (size_t i = 0; i < C.nheld; i++)
+	for (size_t i = 0; i < C.nheld; i++) {
 		close(C.held[i].fd);
+		if (C.held[i].ro_fd >= 0)
+			close(C.held[i].ro_fd);
+	}
 	C.nheld = 0;
 	/* the mappings stay (they are the program's), but are no longer counted */
 	C.natts = 0;
@@ -427,6 +430,19 @@ int shmx_client_post(const struct shmx_req *req, int passfd)
 	return r;
 }
 
+/*
+ * Answers taken from the registry alone (shmx_get of an existing key) must not
+ * come from a dead keeper's table: a keeper that died closed our connection.
+ */
+int shmx_client_check_alive(void)
+{
+	struct pollfd pfd = { .fd = C.sock, .events = POLLRDHUP };
+
+	if (C.sock >= 0 && poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+		disconnect();
+	return shmx_client_connect();
+}
+
 int shmx_client_sync(int id)
 {
 	struct shmx_req req;
@@ -458,7 +474,7 @@ struct shmx_held *shmx_held_add(int id, int fd, bool rdonly)
 		C.held_cap = cap;
 	}
 	h = &C.held[C.nheld++];
-	*h = (struct shmx_held){ .id = id, .fd = fd, .rdonly = rdonly };
+	*h = (struct shmx_held){ .id = id, .fd = fd, .rdonly = rdonly, .ro_fd = -1 };
 	return h;
 }
 
@@ -467,6 +483,8 @@ void shmx_held_drop(struct shmx_held *h)
 	struct shmx_req req;
 
 	close(h->fd);
+	if (h->ro_fd >= 0)
+		close(h->ro_fd);
 	if (C.sock >= 0) {
 		shmx_req_init(&req, SHMX_MSG_RELEASE);
 		req.id = h->id;

@@ -23,7 +23,8 @@
 struct shmx_held {
 	int id;
 	int fd;
-	bool rdonly;                    /* O_RDONLY descriptor */
+	bool rdonly;                    /* fd is O_RDONLY */
+	int ro_fd;                      /* O_RDONLY one beside a read-write fd, or -1 */
 	uint64_t count;                 /* attachments in this process */
 };
 
@@ -69,6 +70,7 @@ int shmx_client_connect(void);
 int shmx_client_call(struct shmx_req *req, int *fdp);
 int shmx_client_post(const struct shmx_req *req, int passfd);
 int shmx_client_sync(int id);
+int shmx_client_check_alive(void);
 const struct shmx_cred *shmx_client_cred(void);
 
 struct shmx_held *shmx_held_find(int id);

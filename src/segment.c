@@ -43,7 +43,7 @@ static int do_get(key_t key, size_t size, int flags)
 
 	if (flags & ~GET_FLAGS)
 		return -EINVAL;
-	r = shmx_client_connect();
+	r = shmx_client_check_alive();
 	if (r < 0)
 		return r;
 	r = get_local(key, size, flags);

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Attachments: what do_shmat and shm_close count in shm_nattch.  Each peer's
+ * holding of a segment carries its count; ATTACH and DETACH move it, a
+ * peer's end drops it, REATTACH hands it over after fork or a keeper restart.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "keeper.h"
+#include "util/log.h"
+#include "util/sys.h"
+
+/* Moves nattch; stamps dtime/lpid (detach) or atime/lpid (attach) if pid. */
+static void nattch_add(struct keeper *k, uint32_t idx, int64_t delta, pid_t pid)
+{
+	struct shmx_reg_record *rec = rec_begin(k, idx);
+
+	if (delta < 0 && (uint64_t)-delta > rec->nattch)
+		delta = -(int64_t)rec->nattch;     /* never below the truth */
+	rec->nattch += (uint64_t)delta;
+	if (pid > 0 && delta > 0) {
+		rec->atime = shmx_now();
+		rec->lpid = pid;
+	} else if (pid > 0 && delta < 0) {
+		rec->dtime = shmx_now();
+		rec->lpid = pid;
+	}
+	rec_end(rec);
+}
+
+void seg_attach(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid)
+{
+	int access = 4 | (req->flags & SHMX_RDONLY ? 0 : 2) | (req->flags & SHMX_EXEC ? 1 : 0);
+	struct hold *h;
+	uint32_t idx;
+	int r;
+
+	r = seg_lookup(k, req->id, &idx);
+	if (r == 0 && shmx_ipcperms(&p->cred, rec_of(k, idx), access) < 0)
+		r = -EACCES;
+	if (r < 0) {
+		log_info("pid %d: ATTACH of %d ignored: %s", (int)pid, req->id, strerror(-r));
+		return;
+	}
+	h = hold_get(k, p, idx, req->id);
+	if (!h || h->count >= SHMX_MAX_ATTACH_COUNT)
+		return;
+	h->count++;
+	h->fd = req->fd;
+	hold_sync(k, h);
+	nattch_add(k, idx, 1, pid);
+}
+
+void seg_detach(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid)
+{
+	struct hold *h = NULL;
+	uint32_t idx;
+
+	if (seg_lookup(k, req->id, &idx) == 0)
+		h = hold_find(k, p, idx);
+	if (!h || h->id != req->id || h->count == 0) {
+		log_info("pid %d: DETACH of %d without an attachment: ignored", (int)pid, req->id);
+		return;
+	}
+	h->count--;
+	hold_sync(k, h);
+	nattch_add(k, idx, -1, pid);
+	seg_check_gone(k, idx);
+}
+
+void seg_release(struct keeper *k, struct peer *p, const struct shmx_req *req)
+{
+	struct hold *h = NULL;
+	uint32_t idx;
+
+	if (seg_lookup(k, req->id, &idx) == 0)
+		h = hold_find(k, p, idx);
+	if (!h || h->id != req->id || h->count != 0) {
+		log_debug("pid %d: RELEASE of %d ignored", (int)p->pid, req->id);
+		return;
+	}
+	hold_free(k, h);
+	seg_check_gone(k, idx);
+}
+
+/*
+ * A process reports a descriptor it holds: after fork (FORK: counts for the
+ * child to be, added), or after a keeper restart (replaces what recovery
+ * found for that process).  Consumes fd.
+ */
+void seg_reattach(struct keeper *k, struct peer *p, const struct shmx_req *req, int fd)
+{
+	struct hold *h;
+	uint64_t add;
+	uint32_t idx;
+	int r;
+
+	r = seg_lookup(k, req->id, &idx);
+	if (r == 0 && shmx_ipcperms(&p->cred, rec_of(k, idx), 4) < 0)
+		r = -EACCES;
+	if (r < 0) {
+		log_info("pid %d: REATTACH of %d ignored: %s", (int)p->pid, req->id, strerror(-r));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (fd >= 0) {
+		if (k->segs[idx].memfd < 0)
+			seg_adopt_fd(k, idx, fd);
+		else
+			close(fd);
+	}
+	if (!(req->flags & SHMX_REATTACH_FORK)) {
+		struct peer *o = peer_find_orphan(k, p->pid, p->starttime);
+		struct hold *oh = o ? hold_find(k, o, idx) : NULL;
+
+		if (oh) {
+			nattch_add(k, idx, -(int64_t)oh->count, 0);
+			hold_free(k, oh);
+			peer_orphan_check(k, o);
+		}
+	}
+	h = hold_get(k, p, idx, req->id);
+	if (!h)
+		return;
+	add = req->count;
+	if (add > SHMX_MAX_ATTACH_COUNT - h->count)
+		add = SHMX_MAX_ATTACH_COUNT - h->count;
+	h->count += add;
+	h->fd = req->fd;
+	hold_sync(k, h);
+	nattch_add(k, idx, (int64_t)add, 0);
+	seg_check_gone(k, idx);
+}
+
+/* The connection now belongs to pid (a forked child took it over). */
+void seg_ident(struct keeper *k, struct peer *p, pid_t pid)
+{
+	if (pid <= 0 || pid == p->pid)
+		return;
+	log_debug("connection of pid %d now belongs to pid %d", (int)p->pid, (int)pid);
+	p->pid = pid;
+	p->starttime = shmx_proc_starttime(pid);
+	for (struct hold *h = p->holds; h; h = h->pnext)
+		hold_sync(k, h);
+}
+
+/* A peer ended (connection closed, orphan died): its attachments end. */
+void seg_peer_gone(struct keeper *k, struct peer *p)
+{
+	while (p->holds) {
+		struct hold *h = p->holds;
+		uint32_t idx = h->idx;
+
+		if (h->count)
+			nattch_add(k, idx, -(int64_t)h->count, p->pid);
+		hold_free(k, h);
+		seg_check_gone(k, idx);
+	}
+}

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmxd, the keeper: the "kernel" of a namespace.  Internal structures.
+ *
+ *   main.c     options, namespace directory, lock, socket, daemon, signals
+ *   loop.c     the epoll loop: peers (connections, orphans), messages, drain
+ *   seg.c      segments: newseg, get, fd, ctl, adopting a memfd, destroy
+ *   attach.c   attachments: attach, detach, release, reattach, ident, a peer's end
+ *   hold.c     holdings (nattch per peer) and the registry's holder table
+ *   regfile.c  creating the registry file, record and hash writes
+ *   recover.c  adopting the registry of a keeper that died
+ */
+#ifndef SHMXD_KEEPER_H
+#define SHMXD_KEEPER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto.h"
+#include "registry.h"
+#include "util/perms.h"
+
+#define NO_SLOT UINT32_MAX
+
+/* What an epoll event's data.ptr points at: the first member of its owner. */
+enum src_kind {
+	SRC_LISTEN,
+	SRC_SIGNAL,
+	SRC_CONN,               /* a client connection */
+	SRC_ORPHAN,             /* a holder found by recovery, watched by pidfd */
+};
+
+struct src {
+	enum src_kind kind;
+};
+
+struct hold;
+
+/* A peer holds segments: a connection, or an orphan (recovered holder). */
+struct peer {
+	struct src src;                 /* first: epoll data.ptr */
+	int fd;                         /* the socket, or the orphan's pidfd */
+	uint64_t serial;                /* unique, keys the holding hash */
+	struct shmx_cred cred;          /* SO_PEERCRED + SO_PEERGROUPS at connect */
+	pid_t pid;                      /* the process it belongs to (IDENT moves it) */
+	uint64_t starttime;             /* that process's start time */
+	struct hold *holds;             /* its holdings */
+	struct peer *prev, *next;       /* all live peers */
+	struct peer *wait_next;         /* connections waiting for a reply after a drain */
+	uint32_t wait_type;             /* SYNC, or CTL (RMID) */
+	int32_t wait_result;
+	int sync_id;
+	bool waiting;
+	bool in_epoll;
+	bool dead;                      /* closed; freed after the current batch */
+};
+
+/* One peer holding one segment: its attachments (nattch share) and the
+ * descriptor it holds, mirrored in the registry's holder table. */
+struct hold {
+	struct peer *peer;
+	uint32_t idx;                   /* record slot */
+	int id;
+	uint64_t count;                 /* attachments */
+	int fd;                         /* descriptor number in the holder */
+	uint32_t entry;                 /* holder table entry, or NO_SLOT */
+	struct hold *pnext, **pprev;    /* the peer's list */
+	struct hold *snext, **sprev;    /* the segment's list */
+	struct hold *hnext;             /* hash chain */
+};
+
+/* The keeper's side of a record slot. */
+struct kseg {
+	int memfd;                      /* -1: free, or pending recovery */
+	uint64_t fsize;                 /* file size (rounded up to the page) */
+	void *lock_addr;                /* mapping while SHMX_LOCKED */
+	struct hold *holds;
+	uint32_t next_free;             /* FIFO of free slots */
+	uint32_t next_queued;           /* destroy queue */
+	bool queued;
+	bool hashed;                    /* linked into the key hash */
+};
+
+struct keeper {
+	/* options */
+	char *dir;                      /* absolute path of the namespace */
+	bool shared;
+	bool foreground;
+	unsigned idle_exit;             /* seconds, 0: never */
+	uint32_t max_segments;
+	uint64_t max_segsz;
+	uint64_t max_total;
+	bool limits_given;              /* on the command line */
+
+	/* the namespace */
+	int dirfd;
+	int lockfd;
+	int lsock;
+	char sock_path[4096 + 16];
+	uint64_t sock_dev, sock_ino;
+	bool sock_ours;
+	bool listen_paused;             /* out of descriptors: retried on the tick */
+
+	int epfd;
+	int sigfd;
+	struct src listen_src, signal_src;
+
+	/* the registry, mapped read-write */
+	struct shmx_reg reg;
+	uint64_t generation;
+	struct kseg *segs;              /* reg.lay.max_segments */
+	uint32_t free_head, free_tail;
+	uint32_t queue_head;            /* destroy queue (LIFO is fine) */
+	uint32_t *free_entries;         /* holder table entries free (a stack) */
+	uint32_t nfree_entries;
+	bool entries_full_logged;
+
+	/* holdings, hashed by (peer serial, slot) */
+	struct hold **hhash;
+	uint32_t hhash_size;
+	uint32_t nholds;
+
+	/* peers */
+	struct peer *peers;
+	struct peer *wait_head;         /* replies due after the next drain */
+	struct peer *grave;             /* closed, freed between batches */
+	uint32_t nconns, norphans;
+	uint64_t next_serial;
+
+	uint64_t page_size, huge_page_size;
+	int64_t idle_since;             /* monotonic ms, 0: not idle */
+	bool quit;
+	bool idle_quit;
+};
+
+/* loop.c */
+int keeper_loop_init(struct keeper *k);
+int keeper_loop_start(struct keeper *k);
+int keeper_loop(struct keeper *k);
+struct peer *peer_new_orphan(struct keeper *k, pid_t pid, uint64_t starttime, int pidfd);
+struct peer *peer_find_orphan(struct keeper *k, pid_t pid, uint64_t starttime);
+void peer_close(struct keeper *k, struct peer *p);
+void peer_orphan_check(struct keeper *k, struct peer *p);
+void keeper_free_peers(struct keeper *k);
+
+/* regfile.c */
+int reg_create(struct keeper *k, uint64_t generation);
+int reg_publish(struct keeper *k);
+void reg_set_keeper(struct keeper *k);
+void reg_free(struct keeper *k);
+struct shmx_reg_record *rec_begin(struct keeper *k, uint32_t idx);
+void rec_end(struct shmx_reg_record *rec);
+static inline struct shmx_reg_record *rec_of(struct keeper *k, uint32_t idx)
+{
+	return shmx_reg_rec(&k->reg, idx);
+}
+void usage_add(struct keeper *k, int64_t segments, int64_t total);
+void hash_insert(struct keeper *k, uint32_t idx);
+void hash_unlink(struct keeper *k, uint32_t idx);
+int32_t hash_lookup(struct keeper *k, int32_t key);
+uint32_t slot_alloc(struct keeper *k);
+void slot_free(struct keeper *k, uint32_t idx);
+
+/* hold.c */
+int hold_init(struct keeper *k);
+void hold_fini(struct keeper *k);
+struct hold *hold_find(struct keeper *k, struct peer *p, uint32_t idx);
+struct hold *hold_get(struct keeper *k, struct peer *p, uint32_t idx, int id);
+void hold_sync(struct keeper *k, struct hold *h);
+void hold_free(struct keeper *k, struct hold *h);
+
+/* seg.c */
+int seg_lookup(struct keeper *k, int id, uint32_t *idxp);
+void seg_check_gone(struct keeper *k, uint32_t idx);
+int seg_get(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid);
+int seg_fd(struct keeper *k, struct peer *p, const struct shmx_req *req, int *fdp, bool *closep);
+int seg_ctl(struct keeper *k, struct peer *p, const struct shmx_req *req);
+void seg_refresh_rss(struct keeper *k, int id);
+int seg_adopt_fd(struct keeper *k, uint32_t idx, int fd);
+int seg_lock(struct keeper *k, uint32_t idx);
+void seg_queue(struct keeper *k, uint32_t idx);
+void seg_settle(struct keeper *k);
+void seg_destroy(struct keeper *k, uint32_t idx);
+void seg_close_all(struct keeper *k);
+
+/* attach.c */
+void seg_attach(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid);
+void seg_detach(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid);
+void seg_release(struct keeper *k, struct peer *p, const struct shmx_req *req);
+void seg_reattach(struct keeper *k, struct peer *p, const struct shmx_req *req, int fd);
+void seg_ident(struct keeper *k, struct peer *p, pid_t pid);
+void seg_peer_gone(struct keeper *k, struct peer *p);
+
+/* recover.c */
+int keeper_recover(struct keeper *k);
+
+#endif /* SHMXD_KEEPER_H */
