@@ -216,7 +216,7 @@ static int connect_or_start(void)
 		log_error("cannot connect to the keeper of %s: %s", C.ns.path, strerror(-sock));
 		return -ECONNREFUSED;
 	}
-	if (!C.ns.owned) {
+	if (!C.ns.owned || C.ns.open_to_others) {
 		log_error("no keeper serves %s, and it is not ours to start one", C.ns.path);
 		return -ECONNREFUSED;
 	}
@@ -318,6 +318,13 @@ int shmx_client_connect(void)
 		r = shmx_ns_open(path, &C.ns);
 		if (r < 0)
 			return r;
+	}
+	/* a directory others may enter is used only as the shared namespace
+	 * its registry says it is: check that before touching anything */
+	if (C.ns.open_to_others) {
+		r = map_registry();
+		if (r < 0)
+			return r == -ENOENT ? -EACCES : r;
 	}
 	sock = connect_or_start();
 	if (sock < 0)

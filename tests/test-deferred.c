@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/* Deferred destroy: a removed segment lives until its last user is gone. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "common.h"
+
+static bool listed(int id)
+{
+	struct shmx_ds ds[64];
+	int n = shmx_list(ds, 64);
+
+	assert_true(n >= 0 && n <= 64);
+	for (int i = 0; i < n; i++)
+		if (ds[i].id == id)
+			return true;
+	return false;
+}
+
+/* Two helpers hold the segment; returns its id. */
+static int two_holders(struct tc_child **a, struct tc_child **b)
+{
+	char ids[32];
+	int id;
+
+	id = tc_create(tc_key(1), 16384, 0600);
+	snprintf(ids, sizeof(ids), "%d", id);
+	*a = tc_spawn("hold-id", ids, "0", "1", NULL);
+	*b = tc_spawn("hold-id", ids, "0", "1", NULL);
+	assert_int_equal(tc_expect_num(*a, "attached "), id);
+	assert_int_equal(tc_expect_num(*b, "attached "), id);
+	return id;
+}
+
+static void survives_until_both_detach(void **state)
+{
+	struct tc_child *a, *b;
+	struct shmx_ds ds;
+	int id;
+
+	(void)state;
+	id = two_holders(&a, &b);
+	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	tc_stat(id, &ds);
+	assert_true(ds.status & SHMX_DEST);
+	assert_int_equal(ds.nattch, 2);
+	assert_true(listed(id));
+
+	/* still shared memory between them */
+	tc_send(a, "fill 5");
+	tc_expect(a, "filled");
+	tc_send(b, "check 5");
+	tc_expect(b, "ok");
+
+	tc_send(a, "dt");
+	tc_expect(a, "detached");
+	tc_stat(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	assert_true(ds.status & SHMX_DEST);
+	tc_send(b, "check 5");
+	tc_expect(b, "ok");
+
+	tc_send(b, "dt");
+	tc_expect(b, "detached");
+	assert_int_equal(shmx_ctl(id, SHMX_STAT, &ds), -EIDRM);
+	assert_false(listed(id));
+}
+
+static void survives_until_both_die(void **state)
+{
+	struct tc_child *a, *b;
+	struct shmx_info info;
+	struct shmx_ds ds;
+	int id;
+
+	(void)state;
+	id = two_holders(&a, &b);
+	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	tc_child_kill(a);
+	assert_int_equal(tc_wait_nattch(id, 1, TC_1S), 1);
+	tc_stat(id, &ds);
+	assert_true(ds.status & SHMX_DEST);
+	tc_send(b, "fill 9");
+	tc_expect(b, "filled");
+	tc_child_kill(b);
+	assert_int_equal(tc_wait_gone(id, TC_1S), -EIDRM);
+	assert_false(listed(id));
+	assert_int_equal(shmx_info(&info), 0);
+	assert_int_equal(info.segments, 0);
+	assert_int_equal(info.total, 0);
+}
+
+static void exit_without_detach_counts_as_detach(void **state)
+{
+	struct tc_child *a, *b;
+	int id;
+
+	(void)state;
+	id = two_holders(&a, &b);
+	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	/* a clean exit, attachments still mapped */
+	tc_send(a, "exit");
+	tc_child_wait_ok(a);
+	assert_int_equal(tc_wait_nattch(id, 1, TC_1S), 1);
+	tc_close_stdin(b);
+	tc_child_wait_ok(b);
+	assert_int_equal(tc_wait_gone(id, TC_1S), -EIDRM);
+}
+
+static void removed_segment_is_not_found_by_key(void **state)
+{
+	struct tc_child *a, *b, *c;
+	char key[32];
+	int id;
+
+	(void)state;
+	id = two_holders(&a, &b);
+	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	snprintf(key, sizeof(key), "%d", (int)tc_key(1));
+	c = tc_spawn("get", key, "0", "0", NULL);
+	assert_int_equal(tc_expect_num(c, "err "), -ENOENT);
+	tc_child_wait(c, TC_REPLY_MS);
+	/* a new one under that key is another segment */
+	c = tc_spawn("get", key, "4096", "01600", NULL);
+	assert_int_not_equal(tc_expect_num(c, "id "), id);
+	tc_child_wait_ok(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		tc_test(survives_until_both_detach),
+		tc_test(survives_until_both_die),
+		tc_test(exit_without_detach_counts_as_detach),
+		tc_test(removed_segment_is_not_found_by_key),
+	};
+
+	return tc_run_tests("deferred", tests);
+}

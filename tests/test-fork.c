@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: MIT */
+/* fork(): the child inherits attachments and is counted; exec and exit end them. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define SIZE 32768
+
+struct seg {
+	int id;
+	char *p;
+	int go[2];                      /* the parent closes go[1]: carry on */
+};
+
+static void wait_go(struct seg *s)
+{
+	char c;
+
+	close(s->go[1]);
+	while (read(s->go[0], &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+static uint64_t nattch(int id)
+{
+	struct shmx_ds ds;
+
+	tc_stat(id, &ds);
+	return ds.nattch;
+}
+
+static void attached_segment(struct seg *s, unsigned seed)
+{
+	s->id = tc_create(tc_key(1), SIZE, 0600);
+	s->p = tc_attach(s->id, 0);
+	tc_fill(s->p, SIZE, seed);
+	assert_int_equal(pipe(s->go), 0);
+}
+
+static int child_checks_and_waits(void *arg)
+{
+	struct seg *s = arg;
+	struct shmx_ds ds;
+
+	TC_CHECK_EQ(tc_verify(s->p, SIZE, 3), -1);
+	TC_CHECK_EQ(shmx_ctl(s->id, SHMX_STAT, &ds), 0);
+	TC_CHECK_EQ(ds.nattch, 2);
+	wait_go(s);
+	return 0;
+}
+
+static void child_sees_data_and_is_counted(void **state)
+{
+	struct tc_fork f;
+	struct seg s;
+
+	(void)state;
+	attached_segment(&s, 3);
+	tc_fork_start(&f, (uid_t)-1, 0, child_checks_and_waits, &s);
+	/* counted before either process runs on */
+	assert_int_equal(nattch(s.id), 2);
+	close(s.go[1]);
+	assert_int_equal(tc_fork_finish(&f, TC_REPLY_MS), 0);
+	close(s.go[0]);
+	assert_int_equal(tc_wait_nattch(s.id, 1, TC_1S), 1);
+	assert_int_equal(tc_verify(s.p, SIZE, 3), -1);
+	assert_int_equal(shmx_dt(s.p), 0);
+	assert_int_equal(nattch(s.id), 0);
+}
+
+static int child_writes(void *arg)
+{
+	struct seg *s = arg;
+
+	tc_fill(s->p, SIZE, 44);
+	return 0;
+}
+
+static void child_writes_reach_the_parent(void **state)
+{
+	struct seg s;
+
+	(void)state;
+	attached_segment(&s, 3);
+	close(s.go[1]);
+	assert_int_equal(tc_fork_call((uid_t)-1, 0, child_writes, &s, TC_REPLY_MS), 0);
+	/* MAP_SHARED, not a private copy */
+	assert_int_equal(tc_verify(s.p, SIZE, 44), -1);
+	assert_int_equal(shmx_dt(s.p), 0);
+}
+
+static int child_execs(void *arg)
+{
+	(void)arg;
+	execl("/bin/sleep", "sleep", "30", (char *)NULL);
+	return 127;
+}
+
+static void exec_ends_the_childs_attachments(void **state)
+{
+	struct tc_fork f;
+	struct seg s;
+
+	(void)state;
+	attached_segment(&s, 3);
+	close(s.go[1]);
+	tc_fork_start(&f, (uid_t)-1, 0, child_execs, &s);
+	/* the child lives on as sleep(1), without the mapping */
+	assert_int_equal(tc_wait_nattch(s.id, 1, TC_1S), 1);
+	assert_true(tc_pid_alive(f.pid));
+	/* nor any descriptor of the library's: segments or connection */
+	{
+		char dir[64], path[400], target[256];
+		struct dirent *e;
+		DIR *d;
+
+		snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)f.pid);
+		d = opendir(dir);
+		assert_non_null(d);
+		while ((e = readdir(d))) {
+			ssize_t n;
+
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			n = readlink(path, target, sizeof(target) - 1);
+			if (n <= 0)
+				continue;
+			target[n] = 0;
+			if (strncmp(target, "/memfd:", 7) == 0 || strncmp(target, "socket:", 7) == 0)
+				fail_msg("fd %s survived exec: %s", e->d_name, target);
+		}
+		closedir(d);
+	}
+	kill(f.pid, SIGKILL);
+	assert_int_equal(tc_fork_finish(&f, TC_REPLY_MS), 128 + SIGKILL);
+	assert_int_equal(nattch(s.id), 1);
+	assert_int_equal(shmx_dt(s.p), 0);
+}
+
+static int child_detaches(void *arg)
+{
+	struct seg *s = arg;
+	struct shmx_ds ds;
+
+	TC_CHECK_EQ(shmx_dt(s->p), 0);
+	TC_CHECK_EQ(shmx_ctl(s->id, SHMX_STAT, &ds), 0);
+	TC_CHECK_EQ(ds.nattch, 1);
+	TC_CHECK_EQ(shmx_dt(s->p), -EINVAL);
+	wait_go(s);
+	return 0;
+}
+
+static void child_detaches_its_inherited_attachment(void **state)
+{
+	struct tc_fork f;
+	struct seg s;
+
+	(void)state;
+	attached_segment(&s, 3);
+	tc_fork_start(&f, (uid_t)-1, 0, child_detaches, &s);
+	/* once it has, the count is the parent's alone, while the child lives */
+	assert_int_equal(tc_wait_nattch(s.id, 1, TC_1S), 1);
+	close(s.go[1]);
+	assert_int_equal(tc_fork_finish(&f, TC_REPLY_MS), 0);
+	close(s.go[0]);
+	assert_int_equal(nattch(s.id), 1);
+	assert_int_equal(tc_verify(s.p, SIZE, 3), -1);
+	assert_int_equal(shmx_dt(s.p), 0);
+	assert_int_equal(nattch(s.id), 0);
+}
+
+static int grandchild(void *arg)
+{
+	struct seg *s = arg;
+	struct shmx_ds ds;
+
+	TC_CHECK_EQ(shmx_ctl(s->id, SHMX_STAT, &ds), 0);
+	TC_CHECK_EQ(ds.nattch, 3);
+	TC_CHECK_EQ(tc_verify(s->p, SIZE, 3), -1);
+	return 0;
+}
+
+static int child_forks_again(void *arg)
+{
+	struct tc_fork f;
+
+	tc_fork_start(&f, (uid_t)-1, 0, grandchild, arg);
+	TC_CHECK_EQ(tc_fork_finish(&f, TC_REPLY_MS), 0);
+	return 0;
+}
+
+static void grandchild_is_counted_too(void **state)
+{
+	struct seg s;
+
+	(void)state;
+	attached_segment(&s, 3);
+	close(s.go[1]);
+	assert_int_equal(tc_fork_call((uid_t)-1, 0, child_forks_again, &s, 2 * TC_REPLY_MS), 0);
+	assert_int_equal(tc_wait_nattch(s.id, 1, TC_1S), 1);
+	assert_int_equal(shmx_dt(s.p), 0);
+}
+
+static int child_uses_the_library(void *arg)
+{
+	struct seg *s = arg;
+	struct shmx_ds ds;
+	void *p = NULL;
+	int id;
+
+	id = shmx_get(tc_key(2), 4096, SHMX_CREAT | SHMX_EXCL | 0600);
+	TC_CHECK(id >= 0);
+	TC_CHECK_EQ(shmx_at(id, NULL, 0, &p), 0);
+	TC_CHECK_EQ(shmx_ctl(id, SHMX_STAT, &ds), 0);
+	/* the child's own pid: it speaks on its own connection */
+	TC_CHECK_EQ(ds.cpid, getpid());
+	TC_CHECK_EQ(ds.lpid, getpid());
+	TC_CHECK_EQ(ds.nattch, 1);
+	TC_CHECK_EQ(shmx_dt(p), 0);
+	TC_CHECK_EQ(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	if (s) {
+		TC_CHECK_EQ(shmx_ctl(s->id, SHMX_STAT, &ds), 0);
+		TC_CHECK_EQ(ds.nattch, 2);
+	}
+	return 0;
+}
+
+static void library_works_in_the_child(void **state)
+{
+	struct seg s;
+
+	(void)state;
+	attached_segment(&s, 3);
+	close(s.go[1]);
+	assert_int_equal(tc_fork_call((uid_t)-1, 0, child_uses_the_library, &s, TC_REPLY_MS), 0);
+	assert_int_equal(shmx_get(tc_key(2), 0, 0), -ENOENT);
+	assert_int_equal(tc_wait_nattch(s.id, 1, TC_1S), 1);
+	assert_int_equal(shmx_dt(s.p), 0);
+}
+
+static void library_works_in_the_child_of_a_process_holding_nothing(void **state)
+{
+	struct shmx_info info;
+
+	(void)state;
+	/* connected, but no segment held: the child must still open its own connection */
+	assert_int_equal(shmx_info(&info), 0);
+	assert_int_equal(tc_fork_call((uid_t)-1, 0, child_uses_the_library, NULL, TC_REPLY_MS), 0);
+}
+
+static void parent_removes_and_dies_child_keeps_memory(void **state)
+{
+	struct tc_child *c;
+	struct shmx_ds ds;
+	char key[32];
+	int id;
+	long long child;
+
+	(void)state;
+	snprintf(key, sizeof(key), "%d", (int)tc_key(1));
+	c = tc_spawn("fork-orphan", key, "100000", "61", NULL);
+	child = tc_expect_num(c, "child ");
+	assert_true(child > 0);
+	tc_track_pid((pid_t)child);
+	assert_int_equal(tc_child_wait(c, TC_REPLY_MS), 0);     /* the parent */
+	/* the orphan verified the memory after its parent's death */
+	assert_int_equal(tc_expect_num(c, "child ok nattch "), 1);
+	id = shmx_get(tc_key(1), 0, 0);
+	assert_int_equal(id, -ENOENT);
+	assert_int_equal(shmx_list(&ds, 1), 1);
+	id = ds.id;
+	assert_true(ds.status & SHMX_DEST);
+	assert_int_equal(ds.nattch, 1);
+	assert_int_equal(ds.segsz, 100000);
+	/* the child is the last user: when it goes, the segment goes */
+	tc_send(c, "check 61");
+	tc_expect(c, "ok");
+	tc_close_stdin(c);
+	assert_int_equal(tc_wait_gone(id, TC_1S), -EIDRM);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		tc_test(child_sees_data_and_is_counted),
+		tc_test(child_writes_reach_the_parent),
+		tc_test(exec_ends_the_childs_attachments),
+		tc_test(child_detaches_its_inherited_attachment),
+		tc_test(grandchild_is_counted_too),
+		tc_test(library_works_in_the_child),
+		tc_test(library_works_in_the_child_of_a_process_holding_nothing),
+		tc_test(parent_removes_and_dies_child_keeps_memory),
+	};
+
+	return tc_run_tests("fork", tests);
+}

@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The keeper is killed: the next call starts a new one, which finds the
+ * segments that living processes hold (even idle ones that never call the
+ * library again), counts them, and drops the rest.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+
+#define SIZE 65536
+
+/* A helper that creates, attaches, writes and then sits idle. */
+static struct tc_child *idle_holder(int n, unsigned seed, int *id)
+{
+	struct tc_child *c;
+	char key[32], s[16];
+
+	snprintf(key, sizeof(key), "%d", (int)tc_key(n));
+	snprintf(s, sizeof(s), "%u", seed);
+	c = tc_spawn("hold", key, "65536", "01600", s, NULL);
+	*id = (int)tc_expect_num(c, "attached ");
+	return c;
+}
+
+static pid_t kill_the_keeper(void)
+{
+	pid_t pid = tc_keeper_pid();
+
+	tc_kill_keeper(pid);
+	return pid;
+}
+
+/* The first call after the keeper's death; asserts it is quick. */
+static void stat_soon(int id, struct shmx_ds *ds)
+{
+	int64_t t0 = tc_now_ms();
+	int r = shmx_ctl(id, SHMX_STAT, ds);
+	int64_t took = tc_now_ms() - t0;
+
+	if (r < 0)
+		fail_msg("STAT after the keeper's death: %s", strerror(-r));
+	if (took > TC_1S)
+		fail_msg("STAT after the keeper's death took %lld ms", (long long)took);
+}
+
+static void check_by_helper(int n, unsigned seed)
+{
+	struct tc_child *c;
+	char key[32], s[16];
+
+	snprintf(key, sizeof(key), "%d", (int)tc_key(n));
+	snprintf(s, sizeof(s), "%u", seed);
+	c = tc_spawn("check", key, s, NULL);
+	tc_expect(c, "ok");
+	tc_child_wait_ok(c);
+}
+
+static void idle_holder_is_found_and_counted(void **state)
+{
+	struct tc_child *h;
+	struct shmx_ds ds;
+	pid_t old;
+	void *p;
+	int id;
+
+	(void)state;
+	h = idle_holder(1, 17, &id);
+	tc_stat(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	old = kill_the_keeper();
+
+	stat_soon(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	assert_int_equal(ds.key, tc_key(1));
+	assert_int_equal(ds.segsz, SIZE);
+	assert_int_equal(ds.cpid, h->pid);
+	assert_int_not_equal(tc_keeper_pid(), old);
+	assert_int_equal(shmx_get(tc_key(1), 0, 0), id);
+
+	/* the memory is the helper's, data intact */
+	p = tc_attach(id, SHMX_RDONLY);
+	assert_int_equal(tc_verify(p, SIZE, 17), -1);
+	tc_stat(id, &ds);
+	assert_int_equal(ds.nattch, 2);
+	assert_int_equal(shmx_dt(p), 0);
+	assert_int_equal(tc_wait_nattch(id, 1, 0), 1);
+
+	/* the new keeper watches the idle helper */
+	tc_child_kill(h);
+	assert_int_equal(tc_wait_nattch(id, 0, TC_1S), 0);
+}
+
+static void unheld_segments_are_gone(void **state)
+{
+	struct tc_child *h;
+	struct shmx_info info;
+	struct shmx_ds ds[4];
+	int held, loose;
+
+	(void)state;
+	h = idle_holder(1, 3, &held);
+	loose = tc_create(tc_key(2), 4096, 0600);
+	kill_the_keeper();
+	assert_int_equal(shmx_info(&info), 0);
+	assert_int_equal(info.segments, 1);
+	assert_int_equal(shmx_list(ds, 4), 1);
+	assert_int_equal(ds[0].id, held);
+	assert_int_equal(shmx_get(tc_key(2), 0, 0), -ENOENT);
+	assert_true(shmx_ctl(loose, SHMX_STAT, ds) < 0);
+	(void)h;
+}
+
+static void get_after_keeper_death_finds_no_lost_segment(void **state)
+{
+	struct shmx_ds ds;
+
+	(void)state;
+	tc_create(tc_key(2), 4096, 0600);
+	kill_the_keeper();
+	/* the first call: must not answer from the dead keeper's registry */
+	assert_int_equal(shmx_get(tc_key(2), 0, 0), -ENOENT);
+	assert_int_equal(shmx_list(&ds, 1), 0);
+}
+
+static void own_attachment_survives(void **state)
+{
+	struct shmx_ds ds;
+	char *p;
+	int id;
+
+	(void)state;
+	id = tc_create(tc_key(1), SIZE, 0600);
+	p = tc_attach(id, 0);
+	tc_fill(p, SIZE, 21);
+	kill_the_keeper();
+	stat_soon(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	assert_int_equal(tc_verify(p, SIZE, 21), -1);
+	/* another process gets the very same memory */
+	check_by_helper(1, 21);
+	tc_fill(p, SIZE, 22);
+	check_by_helper(1, 22);
+	assert_int_equal(shmx_dt(p), 0);
+	assert_int_equal(tc_wait_nattch(id, 0, 0), 0);
+	/* not removed, so kept by the keeper now */
+	check_by_helper(1, 22);
+}
+
+static void recovers_twice(void **state)
+{
+	struct tc_child *h;
+	struct shmx_ds ds;
+	int id;
+
+	(void)state;
+	h = idle_holder(1, 5, &id);
+	kill_the_keeper();
+	stat_soon(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	kill_the_keeper();
+	stat_soon(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	check_by_helper(1, 5);
+	tc_send(h, "check 5");
+	tc_expect(h, "ok");
+	tc_child_kill(h);
+	assert_int_equal(tc_wait_nattch(id, 0, TC_1S), 0);
+}
+
+static void ids_stay_and_new_segments_work(void **state)
+{
+	struct tc_child *h;
+	struct shmx_ds ds;
+	int id, ids[4];
+	void *p;
+
+	(void)state;
+	h = idle_holder(1, 5, &id);
+	kill_the_keeper();
+	stat_soon(id, &ds);
+	assert_int_equal(ds.id, id);
+	for (int i = 0; i < 4; i++) {
+		ids[i] = tc_create(tc_key(10 + i), 4096, 0600);
+		assert_int_not_equal(ids[i], id);
+		p = tc_attach(ids[i], 0);
+		tc_fill(p, 4096, (unsigned)i);
+		assert_int_equal(shmx_dt(p), 0);
+	}
+	for (int i = 0; i < 4; i++)
+		check_by_helper(10 + i, (unsigned)i);
+	check_by_helper(1, 5);
+	(void)h;
+}
+
+static void removed_segment_stays_removed(void **state)
+{
+	struct tc_child *h;
+	struct shmx_ds ds;
+	int id;
+
+	(void)state;
+	h = idle_holder(1, 8, &id);
+	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	kill_the_keeper();
+	stat_soon(id, &ds);
+	assert_true(ds.status & SHMX_DEST);
+	assert_int_equal(ds.nattch, 1);
+	assert_int_equal(shmx_get(tc_key(1), 0, 0), -ENOENT);
+	tc_send(h, "check 8");
+	tc_expect(h, "ok");
+	tc_child_kill(h);
+	assert_int_equal(tc_wait_gone(id, TC_1S), -EIDRM);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		tc_test(idle_holder_is_found_and_counted),
+		tc_test(unheld_segments_are_gone),
+		tc_test(get_after_keeper_death_finds_no_lost_segment),
+		tc_test(own_attachment_survives),
+		tc_test(recovers_twice),
+		tc_test(ids_stay_and_new_segments_work),
+		tc_test(removed_segment_stays_removed),
+	};
+
+	return tc_run_tests("recovery", tests);
+}
