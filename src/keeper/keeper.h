@@ -6,6 +6,7 @@
  *   loop.c     the epoll loop: peers (connections, orphans), messages, drain
  *   seg.c      segments: newseg, get, fd, ctl, adopting a memfd, destroy
  *   attach.c   attachments: attach, detach, release, reattach, ident, a peer's end
+ *   fork.c     a fork's REATTACH: the child's counts, bounded by its parent's
  *   hold.c     holdings (nattch per peer) and the registry's holder table
  *   regfile.c  creating the registry file, record and hash writes
  *   recover.c  adopting the registry of a keeper that died
@@ -47,10 +48,16 @@ struct peer {
 	uint64_t starttime;             /* that process's start time */
 	struct hold *holds;             /* its holdings */
 	struct peer *prev, *next;       /* all live peers */
-	struct peer *wait_next;         /* connections waiting for a reply after a drain */
-	uint32_t wait_type;             /* SYNC, or CTL (RMID) */
+	struct peer *wait_next;         /* connections parked until a drain is over */
+	uint32_t wait_type;             /* SYNC, CTL (RMID), or REATTACH (fork.c) */
 	int32_t wait_result;
 	int sync_id;
+	struct shmx_req wait_req;       /* a fork's REATTACH judged after the drain */
+	pid_t wait_pid;                 /* its sender */
+	uint64_t wait_start;
+	uint64_t wait_peak;             /* the most its sender held meanwhile */
+	bool wait_held;                 /* whether the sender held the segment at all */
+	bool fork_pending;              /* a fork's connection, until the child's IDENT */
 	bool waiting;
 	bool in_epoll;
 	bool dead;                      /* closed; freed after the current batch */
@@ -124,6 +131,7 @@ struct keeper {
 	/* peers */
 	struct peer *peers;
 	struct peer *wait_head;         /* replies due after the next drain */
+	struct peer *fork_waits;        /* fork REATTACHes judged after the next drain */
 	struct peer *grave;             /* closed, freed between batches */
 	uint32_t nconns, norphans;
 	uint64_t next_serial;
@@ -142,6 +150,7 @@ struct peer *peer_new_orphan(struct keeper *k, pid_t pid, uint64_t starttime, in
 struct peer *peer_find_orphan(struct keeper *k, pid_t pid, uint64_t starttime);
 void peer_close(struct keeper *k, struct peer *p);
 void peer_orphan_check(struct keeper *k, struct peer *p);
+void peer_resume(struct keeper *k, struct peer *p);
 void keeper_free_peers(struct keeper *k);
 
 /* regfile.c */
@@ -188,9 +197,16 @@ void seg_close_all(struct keeper *k);
 void seg_attach(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid);
 void seg_detach(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid);
 void seg_release(struct keeper *k, struct peer *p, const struct shmx_req *req);
-void seg_reattach(struct keeper *k, struct peer *p, const struct shmx_req *req, int fd);
+bool seg_reattach(struct keeper *k, struct peer *p, const struct shmx_req *req, int fd, pid_t pid);
+void seg_hold_add(struct keeper *k, struct hold *h, uint64_t add, int fd);
 void seg_ident(struct keeper *k, struct peer *p, pid_t pid);
 void seg_peer_gone(struct keeper *k, struct peer *p);
+
+/* fork.c */
+bool fork_reattach(struct keeper *k, struct peer *p, const struct shmx_req *req, uint32_t idx,
+		   pid_t pid);
+int fork_judge(struct keeper *k, bool final);
+void fork_note(struct keeper *k, struct peer *p, uint32_t idx);
 
 /* recover.c */
 int keeper_recover(struct keeper *k);

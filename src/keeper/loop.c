@@ -8,7 +8,9 @@
  * whose nattch reached 0, answering a SYNC or an RMID - waits for a drain:
  * accept every pending connection and handle every ready event, with a zero
  * timeout, until nothing is ready.  A fork's REATTACH on a fresh connection, or an
- * ATTACH on another, may be on its way while a DETACH drops nattch to 0.
+ * ATTACH on another, may be on its way while a DETACH drops nattch to 0.  A
+ * fork's REATTACH that needs its sender's ATTACHes counted first waits for
+ * one too (fork.c).
  */
 #include <errno.h>
 #include <signal.h>
@@ -28,6 +30,7 @@
 #define MAX_EVENTS 64
 #define MSGS_PER_EVENT 32               /* then the others get their turn */
 #define DRAIN_ROUNDS_MAX 10000          /* a client that never stops sending */
+#define FORK_ROUNDS_MAX 64              /* forks that wait on forks that wait... */
 #define TICK_MS 1000
 
 static int ep_add(struct keeper *k, int fd, struct src *src)
@@ -124,7 +127,9 @@ void peer_close(struct keeper *k, struct peer *p)
 		return;
 	p->dead = true;
 	if (p->waiting) {
-		for (struct peer **pp = &k->wait_head; *pp; pp = &(*pp)->wait_next) {
+		struct peer **pp = p->wait_type == SHMX_MSG_REATTACH ? &k->fork_waits : &k->wait_head;
+
+		for (; *pp; pp = &(*pp)->wait_next) {
 			if (*pp == p) {
 				*pp = p->wait_next;
 				break;
@@ -279,22 +284,39 @@ static int reply(struct peer *p, uint32_t req_type, int32_t result, int fd)
 	return r;
 }
 
+/* Nothing more is read from p until the next drain is over, so its messages
+ * stay in order. */
+static void park(struct keeper *k, struct peer *p, uint32_t type)
+{
+	struct peer **head = type == SHMX_MSG_REATTACH ? &k->fork_waits : &k->wait_head;
+
+	p->waiting = true;
+	p->wait_type = type;
+	ep_del(k, p->fd);
+	p->in_epoll = false;
+	p->wait_next = *head;
+	*head = p;
+}
+
+/* A parked connection (already off its list) is read again. */
+void peer_resume(struct keeper *k, struct peer *p)
+{
+	if (ep_add(k, p->fd, &p->src) < 0) {
+		peer_close(k, p);
+		return;
+	}
+	p->in_epoll = true;
+}
+
 /*
  * A reply that must wait for the next drain: SYNC (everything sent before it
  * is counted), RMID (the segment is gone when it returns, as shmctl's is).
- * Nothing more is read from this connection until then, so replies stay in
- * order.
  */
 static void defer_reply(struct keeper *k, struct peer *p, uint32_t type, int32_t result, int id)
 {
-	p->waiting = true;
-	p->wait_type = type;
 	p->wait_result = result;
 	p->sync_id = id;
-	ep_del(k, p->fd);
-	p->in_epoll = false;
-	p->wait_next = k->wait_head;
-	k->wait_head = p;
+	park(k, p, type);
 }
 
 /* One checked request; < 0 closes the connection. */
@@ -333,7 +355,8 @@ static int dispatch(struct keeper *k, struct peer *p, const struct shmx_req *req
 		defer_reply(k, p, req->type, 0, req->id);
 		return 0;
 	case SHMX_MSG_REATTACH:
-		seg_reattach(k, p, req, rx->fd);
+		if (seg_reattach(k, p, req, rx->fd, pid))
+			park(k, p, SHMX_MSG_REATTACH);
 		return 0;
 	case SHMX_MSG_IDENT:
 		seg_ident(k, p, rx->pid);
@@ -448,14 +471,35 @@ static void drain(struct keeper *k)
 	log_warn("connections never quiet down: not waiting any longer");
 }
 
-/* What waits for a drain: destroys, then the deferred replies. */
+/*
+ * Fork REATTACHes, now that what their senders sent before them is counted.
+ * The connections judged are read again, and what they send next (another
+ * REATTACH, a child's IDENT that another fork's REATTACH waits on) must be
+ * read before anything is destroyed: drain again until none waits.
+ */
+static void judge_forks(struct keeper *k)
+{
+	for (int round = 0; k->fork_waits; round++) {
+		if (round == FORK_ROUNDS_MAX) {
+			log_warn("forks never quiet down: judging them without waiting any longer");
+			fork_judge(k, true);
+			return;
+		}
+		if (!fork_judge(k, false))
+			fork_judge(k, true);    /* nothing more will come: as they stand */
+		drain(k);
+	}
+}
+
+/* What waits for a drain: fork REATTACHes, destroys, then the deferred replies. */
 static void settle(struct keeper *k)
 {
 	bool all_fresh = false;
 
-	if (k->queue_head == NO_SLOT && !k->wait_head)
+	if (k->queue_head == NO_SLOT && !k->wait_head && !k->fork_waits)
 		return;
 	drain(k);
+	judge_forks(k);
 	seg_settle(k);
 	while (k->wait_head) {
 		struct peer *p = k->wait_head;
@@ -466,12 +510,11 @@ static void settle(struct keeper *k)
 		if (p->wait_type == SHMX_MSG_SYNC && (p->sync_id != SHMX_SYNC_ALL || !all_fresh))
 			seg_refresh_rss(k, p->sync_id);
 		all_fresh |= p->wait_type == SHMX_MSG_SYNC && p->sync_id == SHMX_SYNC_ALL;
-		if (reply(p, p->wait_type, p->wait_result, -1) < 0 ||
-		    ep_add(k, p->fd, &p->src) < 0) {
+		if (reply(p, p->wait_type, p->wait_result, -1) < 0) {
 			peer_close(k, p);
 			continue;
 		}
-		p->in_epoll = true;
+		peer_resume(k, p);
 	}
 }
 

@@ -169,8 +169,12 @@ int seg_get(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t 
 	return newseg(k, &p->cred, req->key, req->size, req->flags, pid);
 }
 
-/* The descriptor to send for a FD request: the memfd itself, or a fresh
- * read-only open of it (*closep: the caller closes it once sent). */
+/*
+ * The descriptor to send for a FD request: the memfd itself, or a fresh
+ * read-only open of it (*closep: the caller closes it once sent).  The
+ * connection now holds the segment (count 0, descriptor number unknown until
+ * an ATTACH names it): only then are its ATTACHes counted (attach.c).
+ */
 int seg_fd(struct keeper *k, struct peer *p, const struct shmx_req *req, int *fdp, bool *closep)
 {
 	bool rdonly = req->flags & SHMX_RDONLY;
@@ -188,17 +192,20 @@ int seg_fd(struct keeper *k, struct peer *p, const struct shmx_req *req, int *fd
 		return -EIDRM;
 	if (k->segs[idx].memfd < 0)
 		return -EAGAIN;
-	if (!rdonly) {
-		*fdp = k->segs[idx].memfd;
-		*closep = false;
-		return 0;
+	fd = k->segs[idx].memfd;
+	if (rdonly) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", k->segs[idx].memfd);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
 	}
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", k->segs[idx].memfd);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
+	if (!hold_get(k, p, idx, req->id)) {
+		if (rdonly)
+			close(fd);
+		return -ENOMEM;
+	}
 	*fdp = fd;
-	*closep = true;
+	*closep = rdonly;
 	return 0;
 }
 
