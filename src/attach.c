@@ -114,11 +114,14 @@ static void end_attachment(int id)
 	struct shmx_reg_record rec;
 	struct shmx_held *h = shmx_held_find(id);
 
+	/* count first: if the keeper is gone, the reconnection's REATTACH
+	 * reports the new count in place of this message */
+	if (h && h->count)
+		h->count--;
 	post_simple(SHMX_MSG_DETACH, id, -1, 0);
+	h = shmx_held_find(id);
 	if (!h)
 		return;
-	if (h->count)
-		h->count--;
 	/* the last local attachment of a removed segment: let its memory go */
 	if (h->count == 0 && (shmx_reg_find_id(&C.reg, id, &rec) != 0 || (rec.status & SHMX_DEST)))
 		shmx_held_drop(h);
@@ -203,20 +206,36 @@ static int hold_segment(int id, bool rdonly, struct shmx_held **hp, int *fdp)
 	return 0;
 }
 
-/* SHMX_REMAP replaced whatever was mapped in [addr, addr + len). */
-static void drop_replaced(uintptr_t addr, size_t len)
+/*
+ * SHMX_REMAP put a new mapping over [addr, addr + len).  An attachment it
+ * covers even in part ends as a whole: what is left of it outside the new
+ * mapping is unmapped too, so that nothing stays mapped that no one counts.
+ * Takes the ended attachments out of the table; their ids go to *idsp, for
+ * end_attachment() once the new one is counted.
+ */
+static size_t take_replaced(uintptr_t addr, size_t len, int **idsp)
 {
-	size_t i = att_lower_bound(addr);
+	size_t i = att_lower_bound(addr), n = 0;
+	int *ids = NULL;
 
+	if (i > 0 && C.atts[i - 1].addr + C.atts[i - 1].len > addr)
+		i--;
 	while (i < C.natts && C.atts[i].addr < addr + len) {
 		struct shmx_att a = C.atts[i];
+		int *more = realloc(ids, (n + 1) * sizeof(*ids));
 
+		if (!more)
+			break;
+		ids = more;
+		ids[n++] = a.id;
 		att_remove(i);
-		/* a tail reaching past the new mapping would be counted by no one */
+		if (a.addr < addr)
+			munmap((void *)a.addr, addr - a.addr);
 		if (a.addr + a.len > addr + len)
 			munmap((void *)(addr + len), a.addr + a.len - (addr + len));
-		end_attachment(a.id);
 	}
+	*idsp = ids;
+	return n;
 }
 
 static int do_at(int id, const void *addr, int flags, void **addrp)
@@ -224,7 +243,8 @@ static int do_at(int id, const void *addr, int flags, void **addrp)
 	uintptr_t want = (uintptr_t)addr;
 	struct shmx_reg_record rec;
 	struct shmx_held *h;
-	int prot, mflags, access, fd, r;
+	int prot, mflags, access, fd, r, *replaced = NULL;
+	size_t nreplaced = 0;
 	size_t len, align;
 	void *p;
 
@@ -243,8 +263,15 @@ static int do_at(int id, const void *addr, int flags, void **addrp)
 	if (r < 0)
 		return r;
 	r = shmx_reg_find_id(&C.reg, id, &rec);
-	if (r < 0)
-		return r == -EAGAIN ? -EIDRM : r;
+	if (r < 0) {
+		/* a miss may come from a registry a new keeper replaced */
+		r = shmx_client_check_alive();
+		if (r < 0)
+			return r;
+		r = shmx_reg_find_id(&C.reg, id, &rec);
+		if (r < 0)
+			return r == -EAGAIN ? -EIDRM : r;
+	}
 	access = 4 | (flags & SHMX_RDONLY ? 0 : 2) | (flags & SHMX_EXEC ? 1 : 0);
 	r = shmx_ipcperms(shmx_client_cred(), &rec, access);
 	if (r < 0)
@@ -269,16 +296,21 @@ static int do_at(int id, const void *addr, int flags, void **addrp)
 		return -EINVAL;
 	}
 	if (flags & SHMX_REMAP)
-		drop_replaced(want, len);
+		nreplaced = take_replaced(want, len, &replaced);
 	r = att_insert((uintptr_t)p, len, id);
 	if (r < 0) {
 		munmap(p, len);
-		return r;
+	} else {
+		h->count++;
+		post_simple(SHMX_MSG_ATTACH, id, h->fd, flags);
+		*addrp = p;
 	}
-	h->count++;
-	post_simple(SHMX_MSG_ATTACH, id, h->fd, flags);
-	*addrp = p;
-	return 0;
+	/* after the new attachment is counted, so that replacing the last
+	 * attachment of a removed segment does not destroy it */
+	for (size_t i = 0; i < nreplaced; i++)
+		end_attachment(replaced[i]);
+	free(replaced);
+	return r;
 }
 
 _public_ int shmx_at(int id, const void *addr, int flags, void **addrp)

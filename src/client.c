@@ -297,18 +297,31 @@ static int send_holdings(int sock, uint32_t flags)
 	return 0;
 }
 
+static bool conn_lost(int r)
+{
+	return r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN;
+}
+
+static bool conn_usable(void)
+{
+	/* a new keeper clears the magic of the registry it replaced; a changed
+	 * identity must not be served with the old connection's credentials */
+	return C.sock >= 0 && shmx_reg_hdr(&C.reg)->magic == SHMX_REG_MAGIC &&
+	       C.cred.uid == geteuid() && C.cred.gid == getegid();
+}
+
+/*
+ * A new connection replaces the old one only once it carries this process's
+ * holdings: closing first would let the keeper see nattch 0 and destroy a
+ * removed segment that is still mapped here.  If no new connection can be
+ * made, the old one stays open, so that the attachments stay counted.
+ */
 int shmx_client_connect(void)
 {
 	int sock, r;
 
-	if (C.sock >= 0) {
-		/* a new keeper marks the registry it replaced; a changed identity
-		 * must not be served with the old connection's credentials */
-		if (shmx_reg_hdr(&C.reg)->magic == SHMX_REG_MAGIC &&
-		    C.cred.uid == geteuid() && C.cred.gid == getegid())
-			return 0;
-		disconnect();
-	}
+	if (conn_usable())
+		return 0;
 	if (C.ns.dirfd < 0) {
 		char path[PATH_MAX];
 
@@ -336,17 +349,13 @@ int shmx_client_connect(void)
 		r = send_holdings(sock, 0);
 	if (r < 0) {
 		close(sock);
-		return r == -EPIPE || r == -ECONNRESET ? -ENOTCONN : r;
+		return conn_lost(r) ? -ENOTCONN : r;
 	}
+	disconnect();
 	C.sock = sock;
 	shmx_cred_self(&C.cred);
 	log_debug("connected to the keeper of %s", C.ns.path);
 	return 0;
-}
-
-static bool conn_lost(int r)
-{
-	return r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN;
 }
 
 static int wait_reply(struct shmx_reply *rep, int *fdp)
@@ -403,13 +412,15 @@ int shmx_client_call(struct shmx_req *req, int *fdp)
 	}
 	if (r < 0)
 		return -ENOTCONN;
+	if (fdp && *fdp >= 0 && (rep.result < 0 || rep.req_type != req->type)) {
+		close(*fdp);
+		*fdp = -1;
+	}
 	if (rep.req_type == SHMX_MSG_HELLO) {
 		log_error("the keeper speaks another protocol version");
 		return rep.result < 0 ? rep.result : -EPROTO;
 	}
 	if (rep.req_type != req->type) {
-		if (fdp && *fdp >= 0)
-			close(*fdp);
 		log_error("reply to %s where %s was asked", shmx_msg_name(rep.req_type),
 			  shmx_msg_name(req->type));
 		disconnect();
@@ -426,7 +437,8 @@ int shmx_client_post(const struct shmx_req *req, int passfd)
 {
 	int r = shmx_client_connect();
 
-	if (r < 0)
+	/* failing that, the old connection still counts for this process */
+	if (r < 0 && C.sock < 0)
 		return r;
 	r = send_req(C.sock, req, passfd);
 	if (conn_lost(r)) {
@@ -438,8 +450,8 @@ int shmx_client_post(const struct shmx_req *req, int passfd)
 }
 
 /*
- * Answers taken from the registry alone (shmx_get of an existing key) must not
- * come from a dead keeper's table: a keeper that died closed our connection.
+ * Answers taken from the registry alone must not come from a dead keeper's
+ * table: a keeper that died closed our connection.
  */
 int shmx_client_check_alive(void)
 {
@@ -507,31 +519,36 @@ void shmx_held_drop(struct shmx_held *h)
  */
 static void atfork_prepare(void)
 {
+	int saved = errno;
 	int sock;
 
 	pthread_mutex_lock(&C.lock);
-	if (C.sock < 0 || C.nheld == 0)
-		return;
-	sock = connect_sock(C.ns.dirfd);
-	if (sock < 0)
-		return;
-	if (send_hello(sock) < 0 || send_holdings(sock, SHMX_REATTACH_FORK) < 0) {
-		close(sock);
-		return;
+	if (C.sock >= 0 && C.nheld > 0) {
+		sock = connect_sock(C.ns.dirfd);
+		if (sock >= 0 && (send_hello(sock) < 0 || send_holdings(sock, SHMX_REATTACH_FORK) < 0)) {
+			close(sock);
+			sock = -1;
+		}
+		C.fork_sock = sock;
 	}
-	C.fork_sock = sock;
+	errno = saved;
 }
 
 static void atfork_parent(void)
 {
+	int saved = errno;
+
 	if (C.fork_sock >= 0)
 		close(C.fork_sock);
 	C.fork_sock = -1;
 	pthread_mutex_unlock(&C.lock);
+	errno = saved;
 }
 
 static void atfork_child(void)
 {
+	int saved = errno;
+
 	if (C.sock >= 0)
 		close(C.sock);
 	C.sock = C.fork_sock;
@@ -545,6 +562,7 @@ static void atfork_child(void)
 			disconnect();
 	}
 	pthread_mutex_unlock(&C.lock);
+	errno = saved;
 }
 
 __attribute__((constructor))

@@ -80,8 +80,12 @@ int shmx_reg_open_ro(int dirfd, struct shmx_reg *reg)
 	fd = openat(dirfd, "registry", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		r = S_ISREG(st.st_mode) ? -errno : -EBADMSG;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -EBADMSG;
 		goto fail;
 	}
 	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {

@@ -27,13 +27,12 @@ static int get_local(key_t key, size_t size, int flags)
 		return -ENOENT;
 	if (shmx_reg_find_key(&C.reg, key, &rec) < 0)
 		return -ENOENT;
-	shmx_cred_self(&cred);
-	r = shmx_ipcperms(&cred, &rec, shmx_flags_access(flags));
-	if (r < 0)
-		return r;
+	/* shmget's order: size, then permission */
 	if (size > rec.segsz)
 		return -EINVAL;
-	return rec.id;
+	shmx_cred_self(&cred);
+	r = shmx_ipcperms(&cred, &rec, shmx_flags_access(flags));
+	return r < 0 ? r : rec.id;
 }
 
 static int do_get(key_t key, size_t size, int flags)

@@ -196,8 +196,18 @@ static void grab_fd(struct keeper *k, uint32_t idx, struct peer *p, int fdnum)
 
 	fd = p->fd >= 0 ? shmx_pidfd_getfd(p->fd, fdnum) : -1;
 	if (fd < 0) {
+		const struct shmx_reg_record *rec = rec_of(k, idx);
+		struct stat st;
+
+		/* that number may now name anything (a tty, a FIFO, a FUSE file):
+		 * open it only if it is the segment's inode */
 		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid, fdnum);
-		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+		    (uint64_t)st.st_dev != rec->dev || (uint64_t)st.st_ino != rec->ino) {
+			log_debug("fd %d of pid %d is not segment %d", fdnum, (int)p->pid, rec->id);
+			return;
+		}
+		fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 		if (fd < 0) {
 			log_debug("cannot take fd %d of pid %d: %s", fdnum, (int)p->pid, strerror(errno));
 			return;

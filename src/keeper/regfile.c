@@ -6,6 +6,7 @@
  * and chain links are published with atomic stores.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,10 +93,33 @@ fail:
 	return r;
 }
 
+/*
+ * Puts the new registry in place.  The one it replaces may still be mapped by
+ * clients: its magic is cleared so that they notice and map the new one.
+ */
 int reg_publish(struct keeper *k)
 {
-	if (renameat(k->dirfd, "registry.new", k->dirfd, "registry") < 0)
-		return -errno;
+	static const uint64_t zero;
+	struct stat st;
+	int old;
+
+	old = openat(k->dirfd, "registry", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (old >= 0 && (fstat(old, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid())) {
+		close(old);
+		old = -1;
+	}
+	if (renameat(k->dirfd, "registry.new", k->dirfd, "registry") < 0) {
+		int r = -errno;
+
+		if (old >= 0)
+			close(old);
+		return r;
+	}
+	if (old >= 0) {
+		if (pwrite(old, &zero, sizeof(zero), offsetof(struct shmx_reg_header, magic)) < 0)
+			log_debug("cannot mark the old registry: %s", strerror(errno));
+		close(old);
+	}
 	return 0;
 }
 

@@ -157,10 +157,11 @@ int seg_get(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t 
 
 			if ((req->flags & SHMX_CREAT) && (req->flags & SHMX_EXCL))
 				return -EEXIST;
-			if (shmx_ipcperms(&p->cred, rec, shmx_flags_access(req->flags)) < 0)
-				return -EACCES;
+			/* shmget's order: size, then permission */
 			if (req->size > rec->segsz)
 				return -EINVAL;
+			if (shmx_ipcperms(&p->cred, rec, shmx_flags_access(req->flags)) < 0)
+				return -EACCES;
 			return rec->id;
 		}
 		if (!(req->flags & SHMX_CREAT))
