@@ -96,18 +96,6 @@ static void att_remove(size_t i)
 	C.natts--;
 }
 
-static void post_simple(enum shmx_msg_type type, int id, int fd, int flags)
-{
-	struct shmx_req req;
-
-	shmx_req_init(&req, type);
-	req.id = id;
-	req.fd = fd;
-	req.flags = flags;
-	if (shmx_client_post(&req, -1) < 0)
-		log_warn("could not tell the keeper about %s of %d", shmx_msg_name(type), id);
-}
-
 /* One attachment of id ended (shmdt, or replaced by SHMX_REMAP). */
 static void end_attachment(int id)
 {
@@ -118,7 +106,7 @@ static void end_attachment(int id)
 	 * reports the new count in place of this message */
 	if (h && h->count)
 		h->count--;
-	post_simple(SHMX_MSG_DETACH, id, -1, 0);
+	shmx_client_report(SHMX_MSG_DETACH, id, -1, 0);
 	h = shmx_held_find(id);
 	if (!h)
 		return;
@@ -302,7 +290,7 @@ static int do_at(int id, const void *addr, int flags, void **addrp)
 		munmap(p, len);
 	} else {
 		h->count++;
-		post_simple(SHMX_MSG_ATTACH, id, h->fd, flags);
+		shmx_client_report(SHMX_MSG_ATTACH, id, h->fd, flags);
 		*addrp = p;
 	}
 	/* after the new attachment is counted, so that replacing the last

@@ -20,6 +20,7 @@
 
 #include "client.h"
 #include "config.h"
+#include "report.h"
 #include "util/log.h"
 #include "util/sock.h"
 #include "util/sys.h"
@@ -50,6 +51,9 @@ static void disconnect(void)
 	if (C.sock >= 0)
 		close(C.sock);
 	C.sock = -1;
+	shmx_report_ring_free(C.ring);
+	C.ring = NULL;
+	C.ring_tail = 0;
 }
 
 /* Forgets everything tied to the current namespace. */
@@ -112,12 +116,14 @@ static int send_req(int sock, const struct shmx_req *req, int passfd)
 	return shmx_sock_send(sock, req, sizeof(*req), passfd, 0);
 }
 
-static int send_hello(int sock)
+/* The first message of a connection; it hands over the report ring, if any. */
+static int send_hello(int sock, int ringfd)
 {
 	struct shmx_req req;
 
 	shmx_req_init(&req, SHMX_MSG_HELLO);
-	return send_req(sock, &req, -1);
+	req.count = ringfd >= 0 ? SHMX_REPORT_ENTRIES : 0;
+	return send_req(sock, &req, ringfd);
 }
 
 /* Runs the keeper; it returns once it serves, so waiting for it is enough. */
@@ -253,6 +259,29 @@ static int connect_or_start(void)
 	return sock;
 }
 
+/* A new connection and its report ring (NULL if none could be made). */
+static int open_conn(struct shmx_report_ring **ringp)
+{
+	int sock, ringfd = -1, r;
+
+	*ringp = NULL;
+	sock = connect_or_start();
+	if (sock < 0)
+		return sock;
+	if (shmx_report_ring_new(ringp, &ringfd) < 0)
+		log_info("no report ring: attaches are reported by message");
+	r = send_hello(sock, ringfd);
+	if (ringfd >= 0)
+		close(ringfd);
+	if (r < 0) {
+		shmx_report_ring_free(*ringp);
+		*ringp = NULL;
+		close(sock);
+		return r;
+	}
+	return sock;
+}
+
 /* Maps the registry the keeper made, unless the one we have is still it. */
 static int map_registry(void)
 {
@@ -318,6 +347,7 @@ static bool conn_usable(void)
  */
 int shmx_client_connect(void)
 {
+	struct shmx_report_ring *ring;
 	int sock, r;
 
 	if (conn_usable())
@@ -339,20 +369,20 @@ int shmx_client_connect(void)
 		if (r < 0)
 			return r == -ENOENT ? -EACCES : r;
 	}
-	sock = connect_or_start();
+	sock = open_conn(&ring);
 	if (sock < 0)
-		return sock;
-	r = send_hello(sock);
-	if (r == 0)
-		r = map_registry();
+		return conn_lost(sock) ? -ENOTCONN : sock;
+	r = map_registry();
 	if (r == 0)
 		r = send_holdings(sock, 0);
 	if (r < 0) {
+		shmx_report_ring_free(ring);
 		close(sock);
 		return conn_lost(r) ? -ENOTCONN : r;
 	}
 	disconnect();
 	C.sock = sock;
+	C.ring = ring;
 	shmx_cred_self(&C.cred);
 	log_debug("connected to the keeper of %s", C.ns.path);
 	return 0;
@@ -499,17 +529,18 @@ struct shmx_held *shmx_held_add(int id, int fd, bool rdonly)
 
 void shmx_held_drop(struct shmx_held *h)
 {
-	struct shmx_req req;
+	int id = h->id;
+	size_t i = (size_t)(h - C.held);
 
+	/* a replaced keeper must hear of this descriptor before it goes, or it
+	 * would keep counting the holding that the RELEASE below ends */
+	shmx_client_check_alive();
+	h = &C.held[i];
 	close(h->fd);
 	if (h->ro_fd >= 0)
 		close(h->ro_fd);
-	if (C.sock >= 0) {
-		shmx_req_init(&req, SHMX_MSG_RELEASE);
-		req.id = h->id;
-		send_req(C.sock, &req, -1);
-	}
 	*h = C.held[--C.nheld];
+	shmx_client_report(SHMX_MSG_RELEASE, id, -1, 0);
 }
 
 /*
@@ -524,11 +555,20 @@ static void atfork_prepare(void)
 
 	pthread_mutex_lock(&C.lock);
 	if (C.sock >= 0 && C.nheld > 0) {
+		int ringfd = -1;
+
 		sock = connect_sock(C.ns.dirfd);
-		if (sock >= 0 && (send_hello(sock) < 0 || send_holdings(sock, SHMX_REATTACH_FORK) < 0)) {
+		if (sock >= 0 && shmx_report_ring_new(&C.fork_ring, &ringfd) < 0)
+			C.fork_ring = NULL;
+		if (sock >= 0 && (send_hello(sock, ringfd) < 0 ||
+				  send_holdings(sock, SHMX_REATTACH_FORK) < 0)) {
 			close(sock);
 			sock = -1;
+			shmx_report_ring_free(C.fork_ring);
+			C.fork_ring = NULL;
 		}
+		if (ringfd >= 0)
+			close(ringfd);
 		C.fork_sock = sock;
 	}
 	errno = saved;
@@ -541,6 +581,8 @@ static void atfork_parent(void)
 	if (C.fork_sock >= 0)
 		close(C.fork_sock);
 	C.fork_sock = -1;
+	shmx_report_ring_free(C.fork_ring);
+	C.fork_ring = NULL;
 	pthread_mutex_unlock(&C.lock);
 	errno = saved;
 }
@@ -549,10 +591,12 @@ static void atfork_child(void)
 {
 	int saved = errno;
 
-	if (C.sock >= 0)
-		close(C.sock);
+	/* the parent's connection and ring are the parent's alone */
+	disconnect();
 	C.sock = C.fork_sock;
+	C.ring = C.fork_ring;
 	C.fork_sock = -1;
+	C.fork_ring = NULL;
 	if (C.sock >= 0) {
 		struct shmx_req req;
 

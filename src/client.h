@@ -46,7 +46,10 @@ struct shmx_client {
 	pthread_mutex_t lock;
 	struct shmx_ns ns;              /* dirfd -1 until resolved */
 	int sock;                       /* -1 when not connected */
+	struct shmx_report_ring *ring;  /* the connection's report ring, or NULL */
+	uint64_t ring_tail;             /* records written to it */
 	int fork_sock;                  /* connection prepared for a child */
+	struct shmx_report_ring *fork_ring;
 	struct shmx_cred cred;          /* at connect; a change means reconnect */
 	struct shmx_reg reg;            /* base NULL when not mapped */
 	struct shmx_held *held;
@@ -56,6 +59,12 @@ struct shmx_client {
 };
 
 extern struct shmx_client shmx_client;
+
+/* report.c */
+struct shmx_report_ring;
+int shmx_report_ring_new(struct shmx_report_ring **ringp, int *fdp);
+void shmx_report_ring_free(struct shmx_report_ring *ring);
+int shmx_client_report(enum shmx_msg_type type, int id, int fd, int flags);
 
 /* namespace.c */
 int shmx_ns_resolve(char *buf, size_t cap);

@@ -5,6 +5,7 @@
 #include "proto.h"
 #include "shmx.h"
 #include "registry.h"
+#include "report.h"
 
 void shmx_req_init(struct shmx_req *req, enum shmx_msg_type type)
 {
@@ -32,6 +33,9 @@ static int check_fields(const struct shmx_req *r)
 {
 	switch (r->type) {
 	case SHMX_MSG_HELLO:
+		/* count: the report ring's entries, 0 without one */
+		return (r->count != 0 && (r->count < SHMX_REPORT_MIN || r->count > SHMX_REPORT_MAX ||
+					  (r->count & (r->count - 1)))) ? -EBADMSG : 0;
 	case SHMX_MSG_IDENT:
 		return 0;
 	case SHMX_MSG_GET:

@@ -147,7 +147,11 @@ static void dt_unmaps(void **state)
 	id = tc_create(tc_key(1), PAGE, 0600);
 	p = tc_attach(id, 0);
 	assert_int_equal(shmx_dt(p), 0);
-	assert_int_equal(tc_fork_call((uid_t)-1, 0, touch, p, TC_REPLY_MS), TC_FAULTED);
+	/* checked here, not in a child: fork itself maps pages that may land
+	 * on the freed range; msync fails with ENOMEM for an unmapped range */
+	errno = 0;
+	assert_int_equal(msync(p, PAGE, MS_ASYNC), -1);
+	assert_int_equal(errno, ENOMEM);
 }
 
 static void bad_at_flags_are_einval(void **state)
@@ -285,6 +289,84 @@ static void remap_over_an_attachment_ends_it(void **state)
 	assert_int_equal(shmx_dt(a), 0);
 }
 
+/*
+ * The only attachment of a removed segment, replaced by the same segment:
+ * the new attachment is counted before the old one ends, so nattch never
+ * reaches 0 and the keeper does not destroy memory that stays mapped.
+ */
+static void remap_over_the_last_attachment_of_a_removed_segment_keeps_it(void **state)
+{
+	struct shmx_ds ds;
+	char *p, *q = NULL;
+	int id, r;
+
+	(void)state;
+	id = tc_create(tc_key(1), 2 * PAGE, 0600);
+	p = tc_attach(id, 0);
+	tc_fill(p, 2 * PAGE, 6);
+	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	assert_int_equal(shmx_at(id, p, SHMX_REMAP, (void **)&q), 0);
+	assert_ptr_equal(q, p);
+	tc_stat(id, &ds);
+	assert_true(ds.status & SHMX_DEST);
+	assert_int_equal(ds.nattch, 1);
+	/* the same memory, not a punched-out file */
+	assert_int_equal(tc_verify(q, 2 * PAGE, 6), -1);
+	tc_fill(q, 2 * PAGE, 7);
+	assert_int_equal(tc_verify(q, 2 * PAGE, 7), -1);
+	/* one attachment at that address, and it is the last */
+	assert_int_equal(shmx_dt(q), 0);
+	r = shmx_ctl(id, SHMX_STAT, &ds);
+	if (r != -EIDRM && r != -EINVAL)
+		fail_msg("STAT after the last detach of a removed segment: %d", r);
+	assert_int_equal(shmx_dt(q), -EINVAL);
+}
+
+/*
+ * SHMX_REMAP into the middle of an attachment: the attachment it covers in
+ * part ends as a whole (what is left of it is unmapped), so that its address
+ * no longer detaches anything, least of all the new attachment.
+ */
+static void remap_into_the_middle_of_an_attachment_ends_it_as_a_whole(void **state)
+{
+	char *x, *other, *b = NULL;
+	int ida, idb;
+
+	(void)state;
+	ida = tc_create(tc_key(1), 3 * PAGE, 0600);
+	idb = tc_create(tc_key(2), PAGE, 0600);
+	x = tc_attach(ida, 0);
+	/* a second attachment of A, to see its memory and count after */
+	other = tc_attach(ida, 0);
+	tc_fill(x, 3 * PAGE, 1);
+	assert_int_equal(nattch(ida), 2);
+	assert_int_equal(shmx_at(idb, x + PAGE, SHMX_REMAP, (void **)&b), 0);
+	assert_ptr_equal(b, x + PAGE);
+	assert_int_equal(nattch(ida), 1);
+	assert_int_equal(nattch(idb), 1);
+	memset(b, 'B', PAGE);
+	/* A's memory was not written through B's mapping */
+	assert_int_equal(tc_verify(other, 3 * PAGE, 1), -1);
+	/* A at x has ended: its address detaches nothing */
+	assert_int_equal(shmx_dt(x), -EINVAL);
+	assert_int_equal(nattch(ida), 1);
+	assert_int_equal(nattch(idb), 1);
+	/* what was left of it on either side of B is unmapped */
+	assert_int_equal(tc_fork_call((uid_t)-1, 0, touch, x, TC_REPLY_MS), TC_FAULTED);
+	assert_int_equal(tc_fork_call((uid_t)-1, 0, touch, x + 2 * PAGE, TC_REPLY_MS), TC_FAULTED);
+	/* B is still mapped and usable */
+	for (size_t i = 0; i < PAGE; i++)
+		if (b[i] != 'B')
+			fail_msg("byte %zu of the new attachment is %d", i, b[i]);
+	tc_fill(b, PAGE, 2);
+	assert_int_equal(tc_verify(b, PAGE, 2), -1);
+	assert_int_equal(shmx_dt(b), 0);
+	assert_int_equal(nattch(idb), 0);
+	assert_int_equal(shmx_dt(b), -EINVAL);
+	assert_int_equal(shmx_dt(other), 0);
+	assert_int_equal(nattch(ida), 0);
+}
+
 static void remap_without_addr_is_einval(void **state)
 {
 	void *p = NULL;
@@ -384,6 +466,8 @@ int main(void)
 		tc_test(fixed_addr_over_a_mapping_without_remap_is_einval),
 		tc_test(remap_replaces_a_mapping),
 		tc_test(remap_over_an_attachment_ends_it),
+		tc_test(remap_over_the_last_attachment_of_a_removed_segment_keeps_it),
+		tc_test(remap_into_the_middle_of_an_attachment_ends_it_as_a_whole),
 		tc_test(remap_without_addr_is_einval),
 		tc_test(rdonly_attachment_faults_on_write),
 		tc_test(rdonly_attachment_cannot_be_made_writable),

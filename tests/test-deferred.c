@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Deferred destroy: a removed segment lives until its last user is gone. */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -126,6 +129,78 @@ static void removed_segment_is_not_found_by_key(void **state)
 	tc_child_wait_ok(c);
 }
 
+/*
+ * Pins this process and the keeper to one CPU, the keeper real-time: whatever
+ * this process sends the keeper acts on before this process runs on.  Before
+ * the fix, a reconnection closed the old connection before the new one
+ * reported what the process holds; the keeper then saw nattch 0 and destroyed
+ * a removed segment unless that report happened to come in time.  This makes
+ * sure it never does.
+ */
+static void keeper_goes_first(void)
+{
+	struct sched_param sp = { .sched_priority = 1 };
+	struct shmx_info info;
+	cpu_set_t one;
+	int cpu = sched_getcpu();
+
+	TC_CHECK_EQ(shmx_info(&info), 0);
+	TC_CHECK(cpu >= 0);
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	if (sched_setaffinity(0, sizeof(one), &one) < 0 ||
+	    sched_setaffinity(info.keeper_pid, sizeof(one), &one) < 0 ||
+	    sched_setscheduler(info.keeper_pid, SCHED_FIFO, &sp) < 0)
+		fprintf(stderr, "# cannot run the keeper first (%s): the order is not forced\n",
+			strerror(errno));
+}
+
+/*
+ * A change of identity makes the library connect again (requests are checked
+ * with the current credentials); the attachments must stay counted across it,
+ * or the keeper destroys the removed segment under the mapping.
+ */
+static int removes_then_changes_group(void *arg)
+{
+	struct shmx_info info;
+	struct shmx_ds ds;
+	void *p = NULL;
+	int id, r;
+
+	(void)arg;
+	keeper_goes_first();
+	/* euid stays 0: only the group changes, there and back */
+	for (int i = 0; i < 4; i++) {
+		id = shmx_get(tc_key(1), 65536, SHMX_CREAT | SHMX_EXCL | 0600);
+		TC_CHECK(id >= 0);
+		TC_CHECK_EQ(shmx_at(id, NULL, 0, &p), 0);
+		tc_fill(p, 65536, 31 + (unsigned)i);
+		TC_CHECK_EQ(shmx_ctl(id, SHMX_RMID, NULL), 0);
+		TC_CHECK_EQ(setegid(i % 2 ? 0 : TC_NOGROUP), 0);
+		/* a call on a new connection, with the new identity */
+		TC_CHECK_EQ(shmx_info(&info), 0);
+		TC_CHECK_EQ(tc_verify(p, 65536, 31 + (unsigned)i), -1);
+		TC_CHECK_EQ(shmx_ctl(id, SHMX_STAT, &ds), 0);
+		TC_CHECK_EQ(ds.nattch, 1);
+		TC_CHECK(ds.status & SHMX_DEST);
+		/* still shared memory that the keeper keeps: writes stay */
+		tc_fill(p, 65536, 7);
+		TC_CHECK_EQ(tc_verify(p, 65536, 7), -1);
+		TC_CHECK_EQ(shmx_dt(p), 0);
+		r = shmx_ctl(id, SHMX_STAT, &ds);
+		TC_CHECK(r == -EIDRM || r == -EINVAL);
+	}
+	return 0;
+}
+
+static void survives_a_change_of_identity(void **state)
+{
+	(void)state;
+	TC_REQUIRE_ROOT();
+	/* in a child, so that this process keeps its identity */
+	assert_int_equal(tc_run_as((uid_t)-1, 0, removes_then_changes_group, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -133,6 +208,7 @@ int main(void)
 		tc_test(survives_until_both_die),
 		tc_test(exit_without_detach_counts_as_detach),
 		tc_test(removed_segment_is_not_found_by_key),
+		tc_test(survives_a_change_of_identity),
 	};
 
 	return tc_run_tests("deferred", tests);

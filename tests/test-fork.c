@@ -285,6 +285,108 @@ static void parent_removes_and_dies_child_keeps_memory(void **state)
 	assert_int_equal(tc_wait_gone(id, TC_1S), -EIDRM);
 }
 
+struct restart {
+	char *a;                        /* the parent's attachment of A */
+	int b;                          /* created after the keeper's restart */
+};
+
+/* In the child: B and a new segment C, both found through the registry. */
+static int child_uses_segments_made_after_the_restart(void *arg)
+{
+	struct restart *r = arg;
+	struct shmx_ds ds;
+	void *p = NULL, *q = NULL;
+	int c;
+
+	TC_CHECK_EQ(tc_verify(r->a, SIZE, 11), -1);
+	TC_CHECK_EQ(shmx_at(r->b, NULL, SHMX_RDONLY, &p), 0);
+	TC_CHECK_EQ(tc_verify(p, SIZE, 12), -1);
+	c = shmx_get(tc_key(3), 4096, SHMX_CREAT | SHMX_EXCL | 0600);
+	TC_CHECK(c >= 0);
+	TC_CHECK_EQ(shmx_at(c, NULL, 0, &q), 0);
+	tc_fill(q, 4096, 13);
+	TC_CHECK_EQ(shmx_ctl(c, SHMX_STAT, &ds), 0);
+	TC_CHECK_EQ(ds.nattch, 1);
+	TC_CHECK_EQ(shmx_ctl(r->b, SHMX_STAT, &ds), 0);
+	TC_CHECK_EQ(ds.nattch, 1);
+	TC_CHECK_EQ(shmx_dt(q), 0);
+	TC_CHECK_EQ(shmx_dt(p), 0);
+	return 0;
+}
+
+/* After the child: what it made is there, and the counts are the parent's. */
+static void after_the_child(struct restart *r, int ida)
+{
+	struct tc_child *c;
+	char key[32];
+
+	assert_int_equal(tc_wait_nattch(ida, 1, TC_1S), 1);
+	assert_int_equal(tc_wait_nattch(r->b, 0, TC_1S), 0);
+	assert_true(shmx_get(tc_key(3), 0, 0) >= 0);
+	snprintf(key, sizeof(key), "%d", (int)tc_key(3));
+	c = tc_spawn("check", key, "13", NULL);
+	tc_expect(c, "ok");
+	tc_child_wait_ok(c);
+	assert_int_equal(tc_verify(r->a, SIZE, 11), -1);
+	assert_int_equal(shmx_dt(r->a), 0);
+}
+
+static void child_after_a_keeper_restart_uses_the_new_registry(void **state)
+{
+	struct shmx_info info;
+	struct restart r;
+	pid_t old;
+	char *pb;
+	int ida;
+
+	(void)state;
+	ida = tc_create(tc_key(1), SIZE, 0600);
+	r.a = tc_attach(ida, 0);
+	tc_fill(r.a, SIZE, 11);
+	old = tc_keeper_pid();
+	tc_kill_keeper(old);
+	/* a new keeper, which recovers A */
+	assert_int_equal(shmx_info(&info), 0);
+	assert_int_not_equal(info.keeper_pid, old);
+	assert_int_equal(tc_wait_nattch(ida, 1, 0), 1);
+	r.b = tc_create(tc_key(2), SIZE, 0600);
+	pb = tc_attach(r.b, 0);
+	tc_fill(pb, SIZE, 12);
+	assert_int_equal(shmx_dt(pb), 0);
+	assert_int_equal(tc_fork_call((uid_t)-1, 0, child_uses_segments_made_after_the_restart,
+				      &r, TC_REPLY_MS), 0);
+	after_the_child(&r, ida);
+}
+
+/*
+ * The parent has not called the library since the keeper's death; another
+ * process started the new keeper and made B.  The child inherits the mapping
+ * of the dead keeper's registry and must not go on reading it.
+ */
+static void child_of_a_process_that_missed_a_keeper_restart(void **state)
+{
+	struct tc_child *c;
+	struct restart r;
+	char key[32];
+	pid_t old;
+	int ida;
+
+	(void)state;
+	ida = tc_create(tc_key(1), SIZE, 0600);
+	r.a = tc_attach(ida, 0);
+	tc_fill(r.a, SIZE, 11);
+	old = tc_keeper_pid();
+	tc_kill_keeper(old);
+	snprintf(key, sizeof(key), "%d", (int)tc_key(2));
+	c = tc_spawn("create", key, "32768", "0600", "12", NULL);
+	r.b = (int)tc_expect_num(c, "id ");
+	tc_child_wait_ok(c);
+	assert_int_equal(tc_fork_call((uid_t)-1, 0, child_uses_segments_made_after_the_restart,
+				      &r, TC_REPLY_MS), 0);
+	assert_int_not_equal(tc_keeper_pid(), old);
+	after_the_child(&r, ida);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -296,6 +398,8 @@ int main(void)
 		tc_test(library_works_in_the_child),
 		tc_test(library_works_in_the_child_of_a_process_holding_nothing),
 		tc_test(parent_removes_and_dies_child_keeps_memory),
+		tc_test(child_after_a_keeper_restart_uses_the_new_registry),
+		tc_test(child_of_a_process_that_missed_a_keeper_restart),
 	};
 
 	return tc_run_tests("fork", tests);

@@ -5,10 +5,16 @@
  * library again), counts them, and drops the rest.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common.h"
+#include "registry.h"
 
 #define SIZE 65536
 
@@ -215,6 +221,106 @@ static void removed_segment_stays_removed(void **state)
 	assert_int_equal(tc_wait_gone(id, TC_1S), -EIDRM);
 }
 
+/* The first call after the keeper's death is a detach: it must not be lost. */
+static void detach_while_the_keeper_is_dead_is_counted(void **state)
+{
+	struct shmx_ds ds;
+	char *p;
+	int id;
+
+	(void)state;
+	id = tc_create(tc_key(1), SIZE, 0600);
+	p = tc_attach(id, 0);
+	tc_fill(p, SIZE, 12);
+	kill_the_keeper();
+	assert_int_equal(shmx_dt(p), 0);
+	stat_soon(id, &ds);
+	assert_int_equal(ds.nattch, 0);
+	assert_int_equal(shmx_dt(p), -EINVAL);
+	/* not removed: kept, with its data */
+	check_by_helper(1, 12);
+}
+
+static void detach_of_removed_segment_while_the_keeper_is_dead_destroys_it(void **state)
+{
+	struct shmx_info info;
+	struct shmx_ds ds;
+	int64_t end;
+	char *p;
+	int id, r, n;
+
+	(void)state;
+	id = tc_create(tc_key(1), SIZE, 0600);
+	p = tc_attach(id, 0);
+	tc_fill(p, SIZE, 13);
+	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	tc_stat(id, &ds);
+	assert_true(ds.status & SHMX_DEST);
+	assert_int_equal(ds.nattch, 1);
+	kill_the_keeper();
+	assert_int_equal(shmx_dt(p), 0);
+	/* the last attachment is gone, so is the segment, within 1 s */
+	r = tc_wait_gone(id, TC_1S);
+	if (r != -EIDRM && r != -EINVAL)
+		fail_msg("STAT 1 s after the last detach of a removed segment: %d", r);
+	end = tc_now_ms() + TC_1S;
+	while ((n = shmx_list(NULL, 0)) > 0 && tc_now_ms() < end)
+		tc_sleep_ms(10);
+	assert_int_equal(n, 0);
+	assert_int_equal(shmx_info(&info), 0);
+	assert_int_equal(info.segments, 0);
+	assert_int_equal(info.total, 0);
+}
+
+/*
+ * A client that still maps the registry a dead keeper wrote must be able to
+ * tell that it was replaced: the new keeper clears the old file's magic.
+ */
+static void replaced_registry_loses_its_magic(void **state)
+{
+	const size_t magic_at = offsetof(struct shmx_reg_header, magic);
+	struct stat old_st, new_st;
+	struct shmx_reg_header h;
+	struct shmx_ds ds;
+	struct tc_child *holder;
+	pid_t old;
+	void *map;
+	int fd, nfd, id;
+
+	(void)state;
+	holder = idle_holder(1, 4, &id);
+	old = tc_keeper_pid();
+	/* as a client maps it */
+	fd = open(tc_path("registry"), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &old_st), 0);
+	map = mmap(NULL, SHMX_REG_HEADER_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	close(fd);
+	assert_true(*(volatile const uint64_t *)((const char *)map + magic_at) == SHMX_REG_MAGIC);
+
+	tc_kill_keeper(old);
+	/* any call: it starts a keeper, which recovers the holder's segment */
+	stat_soon(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	assert_int_not_equal(tc_keeper_pid(), old);
+
+	/* a new file in place, with the magic */
+	nfd = open(tc_path("registry"), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	assert_true(nfd >= 0);
+	assert_int_equal(fstat(nfd, &new_st), 0);
+	assert_false(new_st.st_ino == old_st.st_ino && new_st.st_dev == old_st.st_dev);
+	assert_int_equal(pread(nfd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	close(nfd);
+	assert_true(h.magic == SHMX_REG_MAGIC);
+	/* and the old one, still mapped, says it is no longer a registry */
+	if (*(volatile const uint64_t *)((const char *)map + magic_at) != 0)
+		fail_msg("the replaced registry's magic is %#llx, not 0",
+			 (unsigned long long)*(volatile const uint64_t *)((const char *)map + magic_at));
+	munmap(map, SHMX_REG_HEADER_SIZE);
+	(void)holder;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -225,6 +331,9 @@ int main(void)
 		tc_test(recovers_twice),
 		tc_test(ids_stay_and_new_segments_work),
 		tc_test(removed_segment_stays_removed),
+		tc_test(detach_while_the_keeper_is_dead_is_counted),
+		tc_test(detach_of_removed_segment_while_the_keeper_is_dead_destroys_it),
+		tc_test(replaced_registry_loses_its_magic),
 	};
 
 	return tc_run_tests("recovery", tests);

@@ -328,6 +328,42 @@ static void credentials_come_from_the_socket(void **state)
 	assert_int_equal(ds.cuid, TC_NOBODY);
 }
 
+static int nobody_asks_for_more_than_there_is(void *arg)
+{
+	struct shmx_req req;
+	int sock;
+
+	(void)arg;
+	/* as shmget: the size is checked before the permission */
+	TC_CHECK_EQ(shmx_get(tc_key(1), 8192, 0600), -EINVAL);
+	TC_CHECK_EQ(shmx_get(tc_key(1), 8192, SHMX_CREAT | 0600), -EINVAL);
+	TC_CHECK_EQ(shmx_get(tc_key(1), 4096, 0600), -EACCES);
+	TC_CHECK_EQ(shmx_get(tc_key(1), 4096, SHMX_CREAT | 0600), -EACCES);
+	/* and so does the keeper, asked directly (the library answers from the registry) */
+	sock = tc_raw_connect(tc_dir());
+	TC_CHECK(sock >= 0);
+	shmx_req_init(&req, SHMX_MSG_GET);
+	req.key = tc_key(1);
+	req.size = 8192;
+	req.flags = 0600;
+	TC_CHECK_EQ(tc_raw_call(sock, &req, -1), -EINVAL);
+	req.flags = SHMX_CREAT | 0600;
+	TC_CHECK_EQ(tc_raw_call(sock, &req, -1), -EINVAL);
+	req.size = 4096;
+	req.flags = 0600;
+	TC_CHECK_EQ(tc_raw_call(sock, &req, -1), -EACCES);
+	close(sock);
+	return 0;
+}
+
+static void existing_key_size_is_checked_before_permission(void **state)
+{
+	(void)state;
+	tc_start_shared_keeper();
+	tc_create(tc_key(1), 4096, 0600);
+	assert_int_equal(tc_run_as(TC_NOBODY, TC_NOGROUP, nobody_asks_for_more_than_there_is, NULL), 0);
+}
+
 static int nobody_without_keeper(void *arg)
 {
 	int r;
@@ -363,6 +399,7 @@ int main(void)
 		tc_test(owner_may_remove),
 		tc_test(credentials_come_from_the_socket),
 		tc_test(other_user_never_starts_the_keeper),
+		tc_test(existing_key_size_is_checked_before_permission),
 	};
 
 	return tc_run_tests("shared", tests);

@@ -8,11 +8,12 @@
  * connection (one it made, or one an IDENT made its), or the orphan recovery
  * made of it.  A sender that holds nothing gets nothing counted.
  *
- * The sender's ATTACHes are one-way, on another connection, and may still be
- * unread when its REATTACH is.  A REATTACH that finds its sender short waits
- * for the next drain, which reads everything sent before it, and is judged
- * then against the most the sender held in the meantime (it may detach right
- * after fork, and that may be read in the same drain).
+ * The sender's ATTACHes are one-way, on another connection or in its report
+ * ring, and may still be unread when its REATTACH is; its rings are read
+ * first when they can be (report.c).  A REATTACH that finds its sender short
+ * waits for the next drain, which reads everything sent before it, and is
+ * judged then against the most the sender held in the meantime (it may
+ * detach right after fork, and that may be read in the same drain).
  */
 #include <string.h>
 
@@ -80,6 +81,8 @@ bool fork_reattach(struct keeper *k, struct peer *p, const struct shmx_req *req,
 	p->wait_req = *req;
 	p->wait_pid = pid;
 	p->wait_start = pid == p->pid ? p->starttime : shmx_proc_starttime(pid);
+	/* its attaches and detaches in its rings count before it is judged */
+	report_drain_sender(k, p, pid, p->wait_start);
 	bound = sender_count(k, p, pid, p->wait_start, idx, &held);
 	if (held && count_of(k, p, idx) + req->count <= bound) {
 		fork_apply(k, p, req, idx, bound, held);

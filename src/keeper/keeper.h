@@ -8,6 +8,7 @@
  *   attach.c   attachments: attach, detach, release, reattach, ident, a peer's end
  *   fork.c     a fork's REATTACH: the child's counts, bounded by its parent's
  *   hold.c     holdings (nattch per peer) and the registry's holder table
+ *   report.c   report rings: the ATTACH/DETACH/RELEASE a client writes to memory
  *   regfile.c  creating the registry file, record and hash writes
  *   recover.c  adopting the registry of a keeper that died
  */
@@ -37,6 +38,16 @@ struct src {
 };
 
 struct hold;
+struct shmx_report_ring;
+
+/* A connection's report ring (report.c): the client's memory, so untrusted;
+ * what the keeper relies on (size, position) it keeps here. */
+struct ring {
+	struct shmx_report_ring *map;   /* NULL: none, reports come by message */
+	size_t len;                     /* of the mapping */
+	uint32_t entries;               /* from HELLO; never re-read from the page */
+	uint64_t head;                  /* records consumed */
+};
 
 /* A peer holds segments: a connection, or an orphan (recovered holder). */
 struct peer {
@@ -47,6 +58,7 @@ struct peer {
 	pid_t pid;                      /* the process it belongs to (IDENT moves it) */
 	uint64_t starttime;             /* that process's start time */
 	struct hold *holds;             /* its holdings */
+	struct ring ring;               /* a connection's report ring */
 	struct peer *prev, *next;       /* all live peers */
 	struct peer *wait_next;         /* connections parked until a drain is over */
 	uint32_t wait_type;             /* SYNC, CTL (RMID), or REATTACH (fork.c) */
@@ -201,6 +213,14 @@ bool seg_reattach(struct keeper *k, struct peer *p, const struct shmx_req *req, 
 void seg_hold_add(struct keeper *k, struct hold *h, uint64_t add, int fd);
 void seg_ident(struct keeper *k, struct peer *p, pid_t pid);
 void seg_peer_gone(struct keeper *k, struct peer *p);
+
+/* report.c */
+int report_hello(struct peer *p, const struct shmx_req *req, int fd);
+void report_close(struct peer *p);
+int report_drain(struct keeper *k, struct peer *p);
+int report_before(struct keeper *k, struct peer *p, uint32_t type);
+int report_drain_all(struct keeper *k);
+void report_drain_sender(struct keeper *k, struct peer *self, pid_t pid, uint64_t start);
 
 /* fork.c */
 bool fork_reattach(struct keeper *k, struct peer *p, const struct shmx_req *req, uint32_t idx,

@@ -10,7 +10,8 @@
  * timeout, until nothing is ready.  A fork's REATTACH on a fresh connection, or an
  * ATTACH on another, may be on its way while a DETACH drops nattch to 0.  A
  * fork's REATTACH that needs its sender's ATTACHes counted first waits for
- * one too (fork.c).
+ * one too (fork.c).  Report rings are read in a drain too, last, once the
+ * sockets are quiet (report.c).
  */
 #include <errno.h>
 #include <signal.h>
@@ -143,6 +144,8 @@ void peer_close(struct keeper *k, struct peer *p)
 	if (p->fd >= 0)
 		close(p->fd);
 	p->fd = -1;
+	/* records left unread go with the holdings they would have moved */
+	report_close(p);
 	seg_peer_gone(k, p);
 	if (p->prev)
 		p->prev->next = p->next;
@@ -188,6 +191,7 @@ void keeper_free_peers(struct keeper *k)
 			p->holds = h->pnext;
 			free(h);
 		}
+		report_close(p);
 		if (p->fd >= 0)
 			close(p->fd);
 		free(p);
@@ -329,7 +333,7 @@ static int dispatch(struct keeper *k, struct peer *p, const struct shmx_req *req
 
 	switch (req->type) {
 	case SHMX_MSG_HELLO:
-		return 0;
+		return report_hello(p, req, rx->fd);
 	case SHMX_MSG_GET:
 		return reply(p, req->type, seg_get(k, p, req, pid), -1);
 	case SHMX_MSG_FD:
@@ -384,13 +388,18 @@ static void conn_readable(struct keeper *k, struct peer *p)
 		if (r < 0) {
 			if (r != -ECONNRESET)
 				log_info("pid %d: %s", (int)p->pid, strerror(-r));
+			/* its last reports, as messages queued before the end would be:
+			 * their atime, dtime and lpid */
+			else if (report_drain(k, p) < 0)
+				return;
 			peer_close(k, p);
 			return;
 		}
 		r = shmx_req_check(u.buf, rx.len);
 		if (r == 0 && (rx.truncated || rx.extra_fds))
 			r = -EBADMSG;
-		if (r == 0 && rx.fd >= 0 && u.req.type != SHMX_MSG_REATTACH)
+		if (r == 0 && rx.fd >= 0 && u.req.type != SHMX_MSG_REATTACH &&
+		    u.req.type != SHMX_MSG_HELLO)
 			r = -EBADMSG;
 		if (r == -EPROTONOSUPPORT) {
 			log_warn("pid %d speaks protocol version %u: disconnecting",
@@ -399,7 +408,7 @@ static void conn_readable(struct keeper *k, struct peer *p)
 		} else if (r < 0) {
 			log_warn("pid %d: malformed message (%zu bytes%s): disconnecting",
 				 (int)p->pid, rx.len, rx.fd >= 0 ? ", with a descriptor" : "");
-		} else {
+		} else if ((r = report_before(k, p, u.req.type)) == 0) {
 			log_debug("pid %d: %s id %d", (int)p->pid, shmx_msg_name(u.req.type), u.req.id);
 			r = dispatch(k, p, &u.req, &rx);
 			rx.fd = -1;     /* dispatch owns it */
@@ -450,7 +459,8 @@ static void handle_events(struct keeper *k, const struct epoll_event *evs, int n
 	}
 }
 
-/* Until nothing is pending: every connection accepted, every message read. */
+/* Until nothing is pending: every connection accepted, every message read,
+ * then every report ring. */
 static void drain(struct keeper *k)
 {
 	struct epoll_event evs[MAX_EVENTS];
@@ -463,10 +473,10 @@ static void drain(struct keeper *k)
 		n = epoll_wait(k->epfd, evs, MAX_EVENTS, 0);
 		if (n < 0 && errno != EINTR)
 			return;
-		if (n <= 0 && !accepted)
-			return;
 		if (n > 0)
 			handle_events(k, evs, n);
+		else if (!accepted && !report_drain_all(k))
+			return;
 	}
 	log_warn("connections never quiet down: not waiting any longer");
 }
@@ -548,6 +558,8 @@ static void tick(struct keeper *k)
 	if (k->listen_paused && ep_add(k, k->lsock, &k->listen_src) == 0)
 		k->listen_paused = false;
 	poll_orphans(k);
+	/* nattch and atime stay fresh for readers that never SYNC */
+	report_drain_all(k);
 	if (!k->idle_exit || k->nconns || k->norphans || shmx_reg_hdr(&k->reg)->segments) {
 		k->idle_since = 0;
 		return;
@@ -587,11 +599,12 @@ int keeper_loop(struct keeper *k)
 		}
 		if (n > 0)
 			handle_events(k, evs, n);
-		settle(k);
 		if (shmx_mono_ms() >= next_tick) {
 			tick(k);
 			next_tick = shmx_mono_ms() + TICK_MS;
 		}
+		/* after the tick too: what its rings queued is destroyed now */
+		settle(k);
 	}
 	reap(k);
 	return 0;
