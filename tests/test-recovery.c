@@ -99,6 +99,32 @@ static void idle_holder_is_found_and_counted(void **state)
 	assert_int_equal(tc_wait_nattch(id, 0, TC_1S), 0);
 }
 
+/*
+ * A holder whose descriptor number the keeper never learned (it came from
+ * shmx_fd, or its attach was not consumed yet): the new keeper finds the
+ * segment among the holder's descriptors by its inode.
+ */
+static void holder_of_an_unnamed_descriptor_is_found(void **state)
+{
+	struct tc_child *h;
+	struct shmx_ds ds;
+	char key[32];
+	void *p;
+	int id;
+
+	(void)state;
+	snprintf(key, sizeof(key), "%d", (int)tc_key(1));
+	h = tc_spawn("hold-fd", key, "65536", "01600", "29", NULL);
+	id = (int)tc_expect_num(h, "holding ");
+	kill_the_keeper();
+	stat_soon(id, &ds);
+	assert_int_equal(ds.key, tc_key(1));
+	p = tc_attach(id, SHMX_RDONLY);
+	assert_int_equal(tc_verify(p, SIZE, 29), -1);
+	assert_int_equal(shmx_dt(p), 0);
+	tc_child_kill(h);
+}
+
 static void unheld_segments_are_gone(void **state)
 {
 	struct tc_child *h;
@@ -325,6 +351,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		tc_test(idle_holder_is_found_and_counted),
+		tc_test(holder_of_an_unnamed_descriptor_is_found),
 		tc_test(unheld_segments_are_gone),
 		tc_test(get_after_keeper_death_finds_no_lost_segment),
 		tc_test(own_attachment_survives),

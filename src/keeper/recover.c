@@ -9,6 +9,7 @@
  * matches.  Living holders become orphan peers, watched by pidfd; segments
  * no living process holds are gone, as after a reboot.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -189,30 +190,65 @@ static struct peer *proc_peer(struct keeper *k, struct procs *ps, pid_t pid, uin
 }
 
 /* Takes a holder's descriptor of a segment we have no memfd for. */
+/* Opens /proc/<pid>/fd/<n> only if it is the segment's inode: that number may
+ * now name anything (a tty, a FIFO, a FUSE file). */
+static int open_if_segment(const struct shmx_reg_record *rec, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_dev != rec->dev || (uint64_t)st.st_ino != rec->ino)
+		return -1;
+	return open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+}
+
+/*
+ * A holder whose descriptor number we don't know (it was handed out, but the
+ * attach that names it was never consumed) or whose number no longer names
+ * the segment: look through its descriptors for the segment's inode.
+ */
+static int scan_fds(const struct shmx_reg_record *rec, pid_t pid)
+{
+	char dir[64], path[64 + 256];
+	struct dirent *de;
+	int fd = -1;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return -1;
+	while (fd < 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		fd = open_if_segment(rec, path);
+	}
+	closedir(d);
+	return fd;
+}
+
+/* Takes a holder's descriptor of a segment we have no memfd for. */
 static void grab_fd(struct keeper *k, uint32_t idx, struct peer *p, int fdnum)
 {
+	const struct shmx_reg_record *rec = rec_of(k, idx);
 	char path[64];
-	int fd;
+	int fd = -1;
 
-	fd = p->fd >= 0 ? shmx_pidfd_getfd(p->fd, fdnum) : -1;
-	if (fd < 0) {
-		const struct shmx_reg_record *rec = rec_of(k, idx);
-		struct stat st;
-
-		/* that number may now name anything (a tty, a FIFO, a FUSE file):
-		 * open it only if it is the segment's inode */
-		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid, fdnum);
-		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
-		    (uint64_t)st.st_dev != rec->dev || (uint64_t)st.st_ino != rec->ino) {
-			log_debug("fd %d of pid %d is not segment %d", fdnum, (int)p->pid, rec->id);
-			return;
-		}
-		fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fdnum >= 0) {
+		fd = p->fd >= 0 ? shmx_pidfd_getfd(p->fd, fdnum) : -1;
 		if (fd < 0) {
-			log_debug("cannot take fd %d of pid %d: %s", fdnum, (int)p->pid, strerror(errno));
-			return;
+			snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid, fdnum);
+			fd = open_if_segment(rec, path);
 		}
 	}
+	if (fd < 0)
+		fd = scan_fds(rec, p->pid);
+	if (fd < 0) {
+		log_debug("cannot take segment %d from pid %d", rec->id, (int)p->pid);
+		return;
+	}
+	/* seg_adopt_fd checks the inode of what pidfd_getfd gave us */
 	seg_adopt_fd(k, idx, fd);
 }
 
@@ -223,7 +259,7 @@ static bool holder_ok(const struct shmx_reg_holder *e, const struct keeper *k)
 	if (e->record <= 0 || (uint32_t)e->record > k->reg.lay.max_segments)
 		return false;
 	rec = shmx_reg_rec(&k->reg, (uint32_t)e->record - 1);
-	return rec->state == SHMX_REC_USED && rec->id == e->id && e->pid > 0 && e->fd >= 0 &&
+	return rec->state == SHMX_REC_USED && rec->id == e->id && e->pid > 0 && e->fd >= -1 &&
 	       e->count <= SHMX_MAX_ATTACH_COUNT;
 }
 

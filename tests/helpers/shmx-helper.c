@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -217,6 +218,32 @@ static int cmd_hold(char **a)
 	return command_loop();
 }
 
+/* Holds a segment only through a descriptor from shmx_fd (no attachment):
+ * the keeper knows it handed one out, but not its number here. */
+static int cmd_hold_fd(char **a)
+{
+	int id = shmx_get((key_t)num(a[0]), (size_t)num(a[1]), (int)num(a[2]));
+	void *p;
+	int fd;
+
+	if (id < 0)
+		return fail(id);
+	fd = shmx_fd(id, 0);
+	if (fd < 0)
+		return fail(fd);
+	/* a number far from the library's own, as a program's might be */
+	if (dup2(fd, 100) < 0)
+		return fail(-errno);
+	close(fd);
+	p = mmap(NULL, (size_t)num(a[1]), PROT_READ | PROT_WRITE, MAP_SHARED, 100, 0);
+	if (p == MAP_FAILED)
+		return fail(-errno);
+	tc_fill(p, (size_t)num(a[1]), (unsigned)num(a[3]));
+	munmap(p, (size_t)num(a[1]));
+	say("holding %d", id);
+	return command_loop();
+}
+
 static int cmd_hold_id(char **a)
 {
 	int r = attach((int)num(a[0]), (int)num(a[1]), (int)num(a[2]));
@@ -334,6 +361,7 @@ static const struct {
 	{ "get", 3, cmd_get },
 	{ "hold", 4, cmd_hold },
 	{ "hold-id", 3, cmd_hold_id },
+	{ "hold-fd", 4, cmd_hold_fd },
 	{ "wait-get", 3, cmd_wait_get },
 	{ "stat", 1, cmd_stat },
 	{ "fork-orphan", 3, fork_orphan },
