@@ -20,7 +20,6 @@
 static int get_local(key_t key, size_t size, int flags)
 {
 	struct shmx_reg_record rec;
-	struct shmx_cred cred;
 	int r;
 
 	if (key == SHMX_PRIVATE || (flags & SHMX_EXCL))
@@ -30,8 +29,8 @@ static int get_local(key_t key, size_t size, int flags)
 	/* shmget's order: size, then permission */
 	if (size > rec.segsz)
 		return -EINVAL;
-	shmx_cred_self(&cred);
-	r = shmx_ipcperms(&cred, &rec, shmx_flags_access(flags));
+	/* the credentials of the connection, renewed when the ids change */
+	r = shmx_ipcperms(shmx_client_cred(), &rec, shmx_flags_access(flags));
 	return r < 0 ? r : rec.id;
 }
 
@@ -77,7 +76,6 @@ static int read_id(int id, struct shmx_reg_record *rec)
 static int do_stat(int id, struct shmx_ds *ds)
 {
 	struct shmx_reg_record rec;
-	struct shmx_cred cred;
 	int r;
 
 	if (!ds)
@@ -90,8 +88,7 @@ static int do_stat(int id, struct shmx_ds *ds)
 	r = read_id(id, &rec);
 	if (r < 0)
 		return r;
-	shmx_cred_self(&cred);
-	r = shmx_ipcperms(&cred, &rec, 4);
+	r = shmx_ipcperms(shmx_client_cred(), &rec, 4);
 	if (r < 0)
 		return r;
 	shmx_reg_to_ds(&rec, ds);

@@ -301,15 +301,32 @@ static uint64_t huge_page_size(void)
 	return kb ? kb * 1024 : UINT64_C(2) << 20;
 }
 
-/* One descriptor per segment and per client: take all we may. */
-static void raise_nofile(void)
+/*
+ * One descriptor per segment and per client.  A privileged keeper raises
+ * the hard limit too (up to fs.nr_open) so that the largest table fits;
+ * otherwise the soft limit goes up to the hard one, and a table the limit
+ * cannot hold is reported now rather than as -ENOSPC later.
+ */
+static void raise_nofile(const struct keeper *k)
 {
+	rlim_t want = (rlim_t)SHMX_MAX_SEGMENTS_LIMIT + 4096;
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_max < want) {
+		struct rlimit more = { want, want };
+
+		if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+			return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	if (rl.rlim_cur < (rlim_t)k->max_segments + 256)
+		log_warn("open file limit %llu: fewer than %u segments will fit",
+			 (unsigned long long)rl.rlim_cur, k->max_segments);
 }
 
 /* Descriptors the caller left open are none of a daemon's business (a pipe
@@ -426,7 +443,7 @@ int main(int argc, char **argv)
 		dir = default_dir(buf, sizeof(buf));
 	k->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	k->huge_page_size = huge_page_size();
-	raise_nofile();
+	raise_nofile(k);
 
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
