@@ -51,6 +51,7 @@ static void disconnect(void)
 	if (C.sock >= 0)
 		close(C.sock);
 	C.sock = -1;
+	C.stale = false;
 	shmx_report_ring_free(C.ring);
 	C.ring = NULL;
 	C.ring_tail = 0;
@@ -335,7 +336,7 @@ static bool conn_usable(void)
 {
 	/* a new keeper clears the magic of the registry it replaced; a changed
 	 * identity must not be served with the old connection's credentials */
-	return C.sock >= 0 && shmx_reg_hdr(&C.reg)->magic == SHMX_REG_MAGIC &&
+	return C.sock >= 0 && !C.stale && shmx_reg_hdr(&C.reg)->magic == SHMX_REG_MAGIC &&
 	       C.cred.uid == geteuid() && C.cred.gid == getegid();
 }
 
@@ -383,14 +384,15 @@ int shmx_client_connect(void)
 	disconnect();
 	C.sock = sock;
 	C.ring = ring;
+	C.conn_gen++;
 	shmx_cred_self(&C.cred);
 	log_debug("connected to the keeper of %s", C.ns.path);
 	return 0;
 }
 
-static int wait_reply(struct shmx_reply *rep, int *fdp)
+static int wait_reply(int sock, struct shmx_reply *rep, int *fdp)
 {
-	struct pollfd pfd = { .fd = C.sock, .events = POLLIN };
+	struct pollfd pfd = { .fd = sock, .events = POLLIN };
 	struct shmx_sock_rx rx;
 	int r;
 
@@ -401,7 +403,7 @@ static int wait_reply(struct shmx_reply *rep, int *fdp)
 		log_error("the keeper did not answer in %d ms", REPLY_TIMEOUT_MS);
 		return -ETIMEDOUT;
 	}
-	r = shmx_sock_recv(C.sock, rep, sizeof(*rep), 0, &rx);
+	r = shmx_sock_recv(sock, rep, sizeof(*rep), 0, &rx);
 	if (r < 0)
 		return r;
 	if (rx.fd >= 0 && (!fdp || rx.truncated)) {
@@ -433,12 +435,18 @@ int shmx_client_call(struct shmx_req *req, int *fdp)
 			return r;
 		r = send_req(C.sock, req, -1);
 		if (r == 0)
-			r = wait_reply(&rep, fdp);
+			r = wait_reply(C.sock, &rep, fdp);
 		if (r == 0)
 			break;
-		disconnect();
-		if (!conn_lost(r))
+		if (!conn_lost(r)) {
+			/* a reply may still come: this connection can no longer be
+			 * asked anything, but it keeps counting our attachments
+			 * until a new one has taken them over */
+			C.stale = true;
 			return r;
+		}
+		/* the keeper is gone: closing ends nothing it still counts */
+		disconnect();
 	}
 	if (r < 0)
 		return -ENOTCONN;
@@ -453,7 +461,7 @@ int shmx_client_call(struct shmx_req *req, int *fdp)
 	if (rep.req_type != req->type) {
 		log_error("reply to %s where %s was asked", shmx_msg_name(rep.req_type),
 			  shmx_msg_name(req->type));
-		disconnect();
+		C.stale = true;
 		return -EPROTO;
 	}
 	if (fdp && *fdp < 0 && rep.result >= 0) {
@@ -465,8 +473,12 @@ int shmx_client_call(struct shmx_req *req, int *fdp)
 
 int shmx_client_post(const struct shmx_req *req, int passfd)
 {
+	uint64_t gen = C.conn_gen;
 	int r = shmx_client_connect();
 
+	/* a new connection's REATTACH carried this change already */
+	if (C.conn_gen != gen)
+		return 0;
 	/* failing that, the old connection still counts for this process */
 	if (r < 0 && C.sock < 0)
 		return r;
@@ -543,6 +555,22 @@ void shmx_held_drop(struct shmx_held *h)
 	shmx_client_report(SHMX_MSG_RELEASE, id, -1, 0);
 }
 
+static int sync_sock(int sock)
+{
+	struct shmx_reply rep;
+	struct shmx_req req;
+	int r;
+
+	shmx_req_init(&req, SHMX_MSG_SYNC);
+	req.id = SHMX_SYNC_NONE;
+	r = send_req(sock, &req, -1);
+	if (r == 0)
+		r = wait_reply(sock, &rep, NULL);
+	if (r == 0 && rep.req_type != SHMX_MSG_SYNC)
+		r = -EPROTO;
+	return r;
+}
+
 /*
  * fork: the child must be counted before either process runs on (the parent
  * may leave at once), so the connection the child will use is opened, and
@@ -560,8 +588,10 @@ static void atfork_prepare(void)
 		sock = connect_sock(C.ns.dirfd);
 		if (sock >= 0 && shmx_report_ring_new(&C.fork_ring, &ringfd) < 0)
 			C.fork_ring = NULL;
+		/* the round trip makes the keeper judge the child's counts now,
+		 * while the mutex keeps this process from detaching anything */
 		if (sock >= 0 && (send_hello(sock, ringfd) < 0 ||
-				  send_holdings(sock, SHMX_REATTACH_FORK) < 0)) {
+				  send_holdings(sock, SHMX_REATTACH_FORK) < 0 || sync_sock(sock) < 0)) {
 			close(sock);
 			sock = -1;
 			shmx_report_ring_free(C.fork_ring);

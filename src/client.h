@@ -46,6 +46,8 @@ struct shmx_client {
 	pthread_mutex_t lock;
 	struct shmx_ns ns;              /* dirfd -1 until resolved */
 	int sock;                       /* -1 when not connected */
+	bool stale;                     /* a reply went astray: replace before asking */
+	uint64_t conn_gen;              /* bumped by every new connection */
 	struct shmx_report_ring *ring;  /* the connection's report ring, or NULL */
 	uint64_t ring_tail;             /* records written to it */
 	int fork_sock;                  /* connection prepared for a child */

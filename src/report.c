@@ -51,13 +51,16 @@ void shmx_report_ring_free(struct shmx_report_ring *ring)
 		munmap(ring, shmx_report_ring_size(SHMX_REPORT_ENTRIES));
 }
 
-/* Room for one more record, or false if the keeper does not empty the ring. */
-static bool ring_room(void)
+/*
+ * Room for one more record, or false if the keeper does not empty the ring
+ * (or the SYNC asked for replaced the connection: see shmx_client_report).
+ */
+static bool ring_room(uint64_t gen)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		uint64_t head;
 
-		if (!C.ring)
+		if (!C.ring || C.conn_gen != gen)
 			return false;
 		/* acquire: the keeper is done reading the records below head */
 		head = atomic_load_explicit(&C.ring->head, memory_order_acquire);
@@ -70,8 +73,14 @@ static bool ring_room(void)
 	return false;
 }
 
+/*
+ * Reports a change the caller has already made to its holdings.  If the
+ * connection is replaced on the way, the new connection's REATTACH carries
+ * the change, so the record must not be written again.
+ */
 int shmx_client_report(enum shmx_msg_type type, int id, int fd, int flags)
 {
+	uint64_t gen = C.conn_gen;
 	struct shmx_report *rec;
 	struct shmx_req req;
 	int r;
@@ -80,10 +89,12 @@ int shmx_client_report(enum shmx_msg_type type, int id, int fd, int flags)
 	 * one's: look at the connection (a poll, no wake-up) so that a lost
 	 * keeper is replaced now, the reconnection reporting what we hold */
 	r = shmx_client_check_alive();
+	if (C.conn_gen != gen)
+		return 0;
 	/* failing that, the old connection still counts for this process */
 	if (r < 0 && C.sock < 0)
 		return r;
-	if (ring_room()) {
+	if (ring_room(gen)) {
 		rec = &C.ring->rec[C.ring_tail & (SHMX_REPORT_ENTRIES - 1)];
 		rec->type = type;
 		rec->id = id;
@@ -93,6 +104,8 @@ int shmx_client_report(enum shmx_msg_type type, int id, int fd, int flags)
 		atomic_store_explicit(&C.ring->tail, ++C.ring_tail, memory_order_release);
 		return 0;
 	}
+	if (C.conn_gen != gen)
+		return 0;
 	/* no ring, or a keeper that does not read it: a message does the same */
 	shmx_req_init(&req, type);
 	req.id = id;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "keeper.h"
+#include "procview.h"
 #include "util/log.h"
 #include "util/sys.h"
 
@@ -28,6 +29,8 @@ struct proc {
 	uint64_t starttime;
 	struct peer *peer;
 	bool used;
+	struct proc_view view;          /* what it holds, read once */
+	bool viewed;
 };
 
 struct procs {
@@ -189,66 +192,30 @@ static struct peer *proc_peer(struct keeper *k, struct procs *ps, pid_t pid, uin
 	return pr->peer;
 }
 
-/* Takes a holder's descriptor of a segment we have no memfd for. */
-/* Opens /proc/<pid>/fd/<n> only if it is the segment's inode: that number may
- * now name anything (a tty, a FIFO, a FUSE file). */
-static int open_if_segment(const struct shmx_reg_record *rec, const char *path)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_dev != rec->dev || (uint64_t)st.st_ino != rec->ino)
-		return -1;
-	return open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-}
-
 /*
- * A holder whose descriptor number we don't know (it was handed out, but the
- * attach that names it was never consumed) or whose number no longer names
- * the segment: look through its descriptors for the segment's inode.
+ * Takes the segment's descriptor from a holder, by the number /proc shows
+ * for its inode (the holder table's number may be unknown or reused).
  */
-static int scan_fds(const struct shmx_reg_record *rec, pid_t pid)
-{
-	char dir[64], path[64 + 256];
-	struct dirent *de;
-	int fd = -1;
-	DIR *d;
-
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	d = opendir(dir);
-	if (!d)
-		return -1;
-	while (fd < 0 && (de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		fd = open_if_segment(rec, path);
-	}
-	closedir(d);
-	return fd;
-}
-
-/* Takes a holder's descriptor of a segment we have no memfd for. */
-static void grab_fd(struct keeper *k, uint32_t idx, struct peer *p, int fdnum)
+static void grab_fd(struct keeper *k, uint32_t idx, struct peer *p, const struct proc_seg *ps)
 {
 	const struct shmx_reg_record *rec = rec_of(k, idx);
 	char path[64];
-	int fd = -1;
+	int fd;
 
-	if (fdnum >= 0) {
-		fd = p->fd >= 0 ? shmx_pidfd_getfd(p->fd, fdnum) : -1;
-		if (fd < 0) {
-			snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid, fdnum);
-			fd = open_if_segment(rec, path);
-		}
+	if (!ps || ps->fd < 0) {
+		log_debug("pid %d holds no descriptor of segment %d", (int)p->pid, rec->id);
+		return;
 	}
-	if (fd < 0)
-		fd = scan_fds(rec, p->pid);
+	fd = p->fd >= 0 ? shmx_pidfd_getfd(p->fd, ps->fd) : -1;
+	if (fd < 0) {
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid, ps->fd);
+		fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	}
 	if (fd < 0) {
 		log_debug("cannot take segment %d from pid %d", rec->id, (int)p->pid);
 		return;
 	}
-	/* seg_adopt_fd checks the inode of what pidfd_getfd gave us */
+	/* checks the inode again: the number may have changed since we looked */
 	seg_adopt_fd(k, idx, fd);
 }
 
@@ -277,6 +244,9 @@ static int adopt_holders(struct keeper *k, const struct shmx_reg_holder *old, ui
 		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
 		struct shmx_reg_holder e = old[i];
+		const struct shmx_reg_record *rec;
+		const struct proc_seg *seen;
+		struct proc *pr;
 		struct hold *h;
 		struct peer *p;
 		uint32_t idx;
@@ -284,22 +254,36 @@ static int adopt_holders(struct keeper *k, const struct shmx_reg_holder *old, ui
 		if (!holder_ok(&e, k))
 			continue;
 		idx = (uint32_t)e.record - 1;
+		rec = rec_of(k, idx);
 		p = proc_peer(k, &ps, e.pid, e.starttime);
 		if (!p)
 			continue;
+		pr = proc_slot(&ps, e.pid, e.starttime);
+		if (!pr->viewed) {
+			proc_view_read(&pr->view, e.pid);
+			pr->viewed = true;
+		}
+		seen = proc_view_find(&pr->view, rec->dev, rec->ino);
 		if (k->segs[idx].memfd < 0)
-			grab_fd(k, idx, p, e.fd);
+			grab_fd(k, idx, p, seen);
 		h = hold_get(k, p, idx, e.id);
 		if (!h)
 			continue;
-		if (e.count > SHMX_MAX_ATTACH_COUNT - h->count)
-			e.count = SHMX_MAX_ATTACH_COUNT - h->count;
-		h->count += e.count;
-		h->fd = e.fd;
+		/*
+		 * Its attachments are its mappings of the segment: the holder
+		 * table's count misses what was still in the dead keeper's
+		 * report rings.  (Set, not added: a corrupt table may name the
+		 * same holding twice.)
+		 */
+		rec_of(k, idx)->nattch -= h->count;
+		h->count = seen ? seen->maps : 0;
+		h->fd = seen && seen->fd >= 0 ? seen->fd : e.fd;
 		hold_sync(k, h);
 		/* not yet published: nobody reads it concurrently */
-		rec_of(k, idx)->nattch += e.count;
+		rec_of(k, idx)->nattch += h->count;
 	}
+	for (uint32_t i = 0; i < ps.size; i++)
+		proc_view_free(&ps.t[i].view);
 	free(ps.t);
 	return 0;
 }
