@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* Deferred destroy: a removed segment lives until its last user is gone. */
+#include <dirent.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common.h"
+#include "proto.h"
 
 static bool listed(int id)
 {
@@ -201,6 +206,89 @@ static void survives_a_change_of_identity(void **state)
 	assert_int_equal(tc_run_as((uid_t)-1, 0, removes_then_changes_group, NULL), 0);
 }
 
+/* This process's connection to the keeper: the library's, the only one. */
+static int library_connection(void)
+{
+	static const char name[] = "/keeper.sock";
+	struct dirent *e;
+	int found = -1, n = 0;
+	DIR *d = opendir("/proc/self/fd");
+
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa), tlen;
+		int fd = atoi(e->d_name), type;
+		size_t plen;
+
+		if (e->d_name[0] == '.' || fd == dirfd(d))
+			continue;
+		tlen = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 || type != SOCK_SEQPACKET)
+			continue;
+		/* the keeper's address is the path it bound (the socket was made
+		 * before it became a daemon, so SO_PEERCRED has another pid) */
+		memset(&sa, 0, sizeof(sa));
+		if (getpeername(fd, (struct sockaddr *)&sa, &len) < 0 || sa.sun_family != AF_UNIX)
+			continue;
+		plen = strnlen(sa.sun_path, sizeof(sa.sun_path));
+		if (plen < sizeof(name) - 1 || strcmp(sa.sun_path + plen - (sizeof(name) - 1), name) != 0)
+			continue;
+		found = fd;
+		n++;
+	}
+	closedir(d);
+	assert_int_equal(n, 1);
+	return found;
+}
+
+/*
+ * The library gets a reply to a request it did not make (as after a reply
+ * timeout: the late reply comes to the next call).  That call fails, but the
+ * connection, which counts this process's attachments, must stay until a new
+ * one has taken them over.  Before the fix the library closed it at once:
+ * the keeper saw nattch 0 and destroyed the removed segment under the mapping.
+ * (The timeout itself is 30 s, too long to wait for here.)
+ */
+static void survives_a_stray_reply(void **state)
+{
+	struct tc_child *c;
+	struct shmx_req req;
+	struct shmx_ds ds;
+	char ids[32];
+	void *p;
+	int id, sock;
+
+	(void)state;
+	id = tc_create(tc_key(1), 65536, 0600);
+	p = tc_attach(id, 0);
+	tc_fill(p, 65536, 53);
+	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	tc_stat(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+
+	/* a GET on the library's connection, behind its back: the reply waits there */
+	sock = library_connection();
+	shmx_req_init(&req, SHMX_MSG_GET);
+	req.key = tc_key(2);
+	assert_int_equal(send(sock, &req, sizeof(req), MSG_NOSIGNAL), (ssize_t)sizeof(req));
+	/* STAT's SYNC reads the GET's reply */
+	assert_int_equal(shmx_ctl(id, SHMX_STAT, &ds), -EPROTO);
+
+	/* another process: the keeper has handled whatever we did meanwhile */
+	snprintf(ids, sizeof(ids), "%d", id);
+	c = tc_spawn("stat", ids, NULL);
+	assert_int_equal(tc_expect_num(c, "nattch "), 1);
+	tc_child_wait_ok(c);
+	/* we go on with a new connection */
+	tc_stat(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	assert_true(ds.status & SHMX_DEST);
+	assert_int_equal(tc_verify(p, 65536, 53), -1);
+	assert_int_equal(shmx_dt(p), 0);
+	assert_int_equal(shmx_ctl(id, SHMX_STAT, &ds), -EIDRM);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -209,6 +297,7 @@ int main(void)
 		tc_test(exit_without_detach_counts_as_detach),
 		tc_test(removed_segment_is_not_found_by_key),
 		tc_test(survives_a_change_of_identity),
+		tc_test(survives_a_stray_reply),
 	};
 
 	return tc_run_tests("deferred", tests);

@@ -387,6 +387,67 @@ static void child_of_a_process_that_missed_a_keeper_restart(void **state)
 	after_the_child(&r, ida);
 }
 
+#define ROUNDS 50
+
+/* In the child, once the parent has detached: the segment lives on for it. */
+static int child_outlives_the_parents_detach(void *arg)
+{
+	struct seg *s = arg;
+	struct shmx_ds ds;
+
+	wait_go(s);
+	/* let a keeper that miscounted us destroy the memory, if it is going to */
+	tc_sleep_ms(20);
+	TC_CHECK_EQ(shmx_ctl(s->id, SHMX_STAT, &ds), 0);
+	TC_CHECK_EQ(ds.nattch, 1);
+	TC_CHECK(ds.status & SHMX_DEST);
+	TC_CHECK_EQ(tc_verify(s->p, SIZE, 23), -1);
+	return 0;
+}
+
+/*
+ * The parent detaches the moment fork returns, the last attachment it has of
+ * a removed segment.  The child must have been counted by then: before the
+ * fix the prepare handler only sent the child's REATTACH, and a keeper that
+ * judged it after the parent's detach counted nothing for the child and
+ * destroyed the memory under it (about every other time).
+ */
+static void detach_right_after_fork_leaves_the_child_counted(void **state)
+{
+	int failed = 0, first = -1;
+
+	(void)state;
+	for (int i = 0; i < ROUNDS; i++) {
+		struct tc_fork f;
+		struct seg s;
+		int r, status;
+
+		s.id = tc_create(SHMX_PRIVATE, SIZE, 0600);
+		s.p = tc_attach(s.id, 0);
+		tc_fill(s.p, SIZE, 23);
+		assert_int_equal(shmx_ctl(s.id, SHMX_RMID, NULL), 0);
+		assert_int_equal(pipe(s.go), 0);
+		tc_fork_start(&f, (uid_t)-1, 0, child_outlives_the_parents_detach, &s);
+		r = shmx_dt(s.p);
+		close(s.go[1]);
+		assert_int_equal(r, 0);
+		status = tc_fork_finish(&f, TC_REPLY_MS);
+		close(s.go[0]);
+		if (status != 0) {
+			failed++;
+			if (first < 0)
+				first = i;
+		}
+		/* the child was the last user */
+		r = tc_wait_gone(s.id, TC_1S);
+		if (r != -EIDRM)
+			fail_msg("round %d: STAT after the child's exit: %d", i, r);
+	}
+	if (failed)
+		fail_msg("%d of %d children lost their segment (first in round %d)",
+			 failed, ROUNDS, first);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -400,6 +461,7 @@ int main(void)
 		tc_test(parent_removes_and_dies_child_keeps_memory),
 		tc_test(child_after_a_keeper_restart_uses_the_new_registry),
 		tc_test(child_of_a_process_that_missed_a_keeper_restart),
+		tc_test(detach_right_after_fork_leaves_the_child_counted),
 	};
 
 	return tc_run_tests("fork", tests);

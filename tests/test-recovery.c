@@ -7,9 +7,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -347,6 +350,216 @@ static void replaced_registry_loses_its_magic(void **state)
 	(void)holder;
 }
 
+/*
+ * The first call after the keeper's death reconnects, and the new
+ * connection's REATTACH carries the process's counts, this change included.
+ * Before the fix the change was then written as a record too, and counted
+ * twice: a detach took two attachments away, an attach added two.
+ */
+static void detach_after_keeper_death_is_counted_once(void **state)
+{
+	struct shmx_ds ds;
+	char *a, *b;
+	int id;
+
+	(void)state;
+	id = tc_create(tc_key(1), SIZE, 0600);
+	a = tc_attach(id, 0);
+	b = tc_attach(id, 0);
+	tc_stat(id, &ds);
+	assert_int_equal(ds.nattch, 2);
+	kill_the_keeper();
+	assert_int_equal(shmx_dt(a), 0);
+	stat_soon(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	assert_int_equal(shmx_dt(b), 0);
+	tc_stat(id, &ds);
+	assert_int_equal(ds.nattch, 0);
+}
+
+static void attach_after_keeper_death_is_counted_once(void **state)
+{
+	struct shmx_ds ds;
+	char *a, *b;
+	int id;
+
+	(void)state;
+	id = tc_create(tc_key(1), SIZE, 0600);
+	a = tc_attach(id, 0);
+	tc_stat(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	kill_the_keeper();
+	b = tc_attach(id, 0);
+	stat_soon(id, &ds);
+	assert_int_equal(ds.nattch, 2);
+	assert_int_equal(shmx_dt(a), 0);
+	assert_int_equal(shmx_dt(b), 0);
+	tc_stat(id, &ds);
+	assert_int_equal(ds.nattch, 0);
+}
+
+/* The harm of a doubled detach: a removed segment destroyed under a mapping. */
+static void removed_segment_survives_a_detach_after_keeper_death(void **state)
+{
+	struct shmx_ds ds;
+	char *a, *b;
+	int id;
+
+	(void)state;
+	id = tc_create(tc_key(1), SIZE, 0600);
+	a = tc_attach(id, 0);
+	b = tc_attach(id, 0);
+	tc_fill(b, SIZE, 15);
+	tc_stat(id, &ds);
+	assert_int_equal(ds.nattch, 2);
+	kill_the_keeper();
+	assert_int_equal(shmx_dt(a), 0);
+	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	tc_stat(id, &ds);
+	assert_true(ds.status & SHMX_DEST);
+	assert_int_equal(ds.nattch, 1);
+	assert_int_equal(tc_verify(b, SIZE, 15), -1);
+	assert_int_equal(shmx_dt(b), 0);
+	assert_int_equal(tc_wait_gone(id, TC_1S), -EIDRM);
+}
+
+/*
+ * The keeper dies before it consumed a holder's attach from its report ring
+ * (it reads rings on its 1 s tick when nobody syncs).  The new keeper must
+ * count the attachment anyway (from the holder's mappings): before the fix
+ * it took the count of the dead keeper's holder table, 0, and a removal then
+ * destroyed the memory under the holder.
+ */
+static void unconsumed_attach_of_an_idle_holder_is_counted(void **state)
+{
+	struct tc_child *h;
+	struct shmx_ds ds;
+	char key[32];
+	pid_t keeper;
+	int id;
+
+	(void)state;
+	snprintf(key, sizeof(key), "%d", (int)tc_key(1));
+	/* the helper starts the keeper; nothing of ours syncs before the kill */
+	h = tc_spawn("hold", key, "65536", "01600", "37", NULL);
+	id = (int)tc_expect_num(h, "attached ");
+	keeper = tc_registry_keeper_pid(tc_dir());
+	assert_true(keeper > 0);
+	tc_kill_keeper(keeper);
+
+	stat_soon(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	tc_stat(id, &ds);
+	assert_true(ds.status & SHMX_DEST);
+	assert_int_equal(ds.nattch, 1);
+	tc_send(h, "check 37");
+	tc_expect(h, "ok");
+	tc_send(h, "dt");
+	tc_expect(h, "detached");
+	assert_int_equal(tc_wait_gone(id, TC_1S), -EIDRM);
+}
+
+/*
+ * The same, made certain: the keeper is stopped while the holder attaches a
+ * second time (its descriptor is cached, so the attach waits for nothing and
+ * its record just sits in the ring), then killed.
+ */
+static void attach_recorded_while_the_keeper_is_stopped_is_counted(void **state)
+{
+	struct tc_child *h;
+	struct shmx_ds ds;
+	pid_t keeper;
+	int id;
+
+	(void)state;
+	h = idle_holder(1, 41, &id);
+	tc_stat(id, &ds);
+	assert_int_equal(ds.nattch, 1);
+	keeper = tc_keeper_pid();
+	assert_int_equal(kill(keeper, SIGSTOP), 0);
+	tc_send(h, "at");
+	assert_int_equal(tc_expect_num(h, "attached "), 2);
+	tc_kill_keeper(keeper);
+
+	stat_soon(id, &ds);
+	assert_int_equal(ds.nattch, 2);
+	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
+	tc_stat(id, &ds);
+	assert_true(ds.status & SHMX_DEST);
+	assert_int_equal(ds.nattch, 2);
+	/* one attachment less: still there, memory intact */
+	tc_send(h, "dt1");
+	tc_expect(h, "detached");
+	tc_stat(id, &ds);
+	assert_true(ds.status & SHMX_DEST);
+	assert_int_equal(ds.nattch, 1);
+	tc_send(h, "check 41");
+	tc_expect(h, "ok");
+	tc_send(h, "dt");
+	tc_expect(h, "detached");
+	assert_int_equal(tc_wait_gone(id, TC_1S), -EIDRM);
+}
+
+#define MANY 2000
+
+/*
+ * A holder of many segments, each only through a descriptor from shmx_fd:
+ * recovery reads its descriptors once, not once per segment.  Before the fix
+ * it looked through all of them for each segment, and the new keeper was not
+ * serving within the library's 10 s (-ECONNREFUSED).
+ */
+static void recovery_is_fast_with_many_descriptors(void **state)
+{
+	struct shmx_info info;
+	struct shmx_ds *ds;
+	struct tc_child *h;
+	struct rlimit rl;
+	char many[16];
+	int64_t t0, took;
+	int r, n;
+
+	(void)state;
+	/* the helper holds up to two descriptors a segment, the keeper one */
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_max < 3 * MANY) {
+		print_message("# skip: RLIMIT_NOFILE hard limit below %d\n", 3 * MANY);
+		skip();
+	}
+	assert_int_equal(tc_start_keeper(tc_dir(), "--max-segments", "4096", NULL), 0);
+	snprintf(many, sizeof(many), "%d", MANY);
+	h = tc_spawn("hold-fds", many, "4096", NULL);
+	assert_int_equal(tc_expect_num(h, "holding "), MANY);
+	assert_int_equal(shmx_info(&info), 0);
+	assert_int_equal(info.segments, MANY);
+	tc_kill_keeper(info.keeper_pid);
+
+	t0 = tc_now_ms();
+	r = shmx_info(&info);
+	took = tc_now_ms() - t0;
+	if (r < 0)
+		fail_msg("info after the keeper's death (%lld ms): %s", (long long)took, strerror(-r));
+	if (took > 3000 * TC_SLOW)
+		fail_msg("info after the keeper's death took %lld ms", (long long)took);
+	assert_int_equal(info.segments, MANY);
+
+	ds = calloc(MANY + 1, sizeof(*ds));
+	assert_non_null(ds);
+	n = shmx_list(ds, MANY + 1);
+	assert_int_equal(n, MANY);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(ds[i].key, SHMX_PRIVATE);
+		assert_int_equal(ds[i].segsz, 4096);
+		assert_int_equal(ds[i].cpid, h->pid);
+		assert_int_equal(ds[i].nattch, 0);
+		assert_false(ds[i].status & SHMX_DEST);
+	}
+	free(ds);
+	/* the holder goes: nobody holds them, but they were not removed */
+	tc_close_stdin(h);
+	tc_child_wait_ok(h);
+	assert_int_equal(shmx_list(NULL, 0), MANY);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -361,6 +574,12 @@ int main(void)
 		tc_test(detach_while_the_keeper_is_dead_is_counted),
 		tc_test(detach_of_removed_segment_while_the_keeper_is_dead_destroys_it),
 		tc_test(replaced_registry_loses_its_magic),
+		tc_test(detach_after_keeper_death_is_counted_once),
+		tc_test(attach_after_keeper_death_is_counted_once),
+		tc_test(removed_segment_survives_a_detach_after_keeper_death),
+		tc_test(unconsumed_attach_of_an_idle_holder_is_counted),
+		tc_test(attach_recorded_while_the_keeper_is_stopped_is_counted),
+		tc_test(recovery_is_fast_with_many_descriptors),
 	};
 
 	return tc_run_tests("recovery", tests);

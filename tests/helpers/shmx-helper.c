@@ -9,6 +9,9 @@
  *   get KEY SIZE FLAGS           -> "id N" | "err E"
  *   hold KEY SIZE FLAGS SEED     get, attach, fill unless SEED < 0 -> "attached ID"
  *   hold-id ID ATFLAGS COUNT     attach COUNT times -> "attached ID"
+ *   hold-fd KEY SIZE FLAGS SEED  a descriptor from shmx_fd only -> "holding ID"
+ *   hold-fds N SIZE              N new private segments, a descriptor of each from
+ *                                shmx_fd, none attached -> "holding N"
  *   wait-get KEY SIZE FLAGS      "ready", wait for a line, get -> "id N" | "err E"
  *   wait-info                    "ready", wait for a line, info -> "keeper PID"
  *   info                         -> "keeper PID segments N"
@@ -16,7 +19,10 @@
  *   fork-orphan KEY SIZE SEED    see fork_orphan()
  *
  * Commands on stdin while holding: "check SEED", "fill SEED", "dt", "stat",
- * "exit".  Between commands it is idle: it does not call the library.
+ * "exit", "at" (one more attachment of the held segment -> "attached N", N
+ * attachments now: the descriptor is cached, so nothing waits for the
+ * keeper), "dt1" (detach the newest attachment only -> "detached").
+ * Between commands it is idle: it does not call the library.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -25,6 +31,7 @@
 #include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -126,6 +133,23 @@ static int command_loop(void)
 		} else if (strncmp(line, "fill ", 5) == 0 && natt) {
 			tc_fill(att[0], held_size, (unsigned)num(line + 5));
 			say("filled");
+		} else if (strcmp(line, "at") == 0 && held_id >= 0 && natt < MAX_ATT) {
+			void *p = NULL;
+			int r = shmx_at(held_id, NULL, 0, &p);
+
+			if (r < 0) {
+				say("err %d", r);
+			} else {
+				att[natt++] = p;
+				say("attached %d", natt);
+			}
+		} else if (strcmp(line, "dt1") == 0 && natt) {
+			int r = shmx_dt(att[--natt]);
+
+			if (r < 0)
+				say("err %d", r);
+			else
+				say("detached");
 		} else if (strcmp(line, "dt") == 0) {
 			int r = 0;
 
@@ -241,6 +265,35 @@ static int cmd_hold_fd(char **a)
 	tc_fill(p, (size_t)num(a[1]), (unsigned)num(a[3]));
 	munmap(p, (size_t)num(a[1]));
 	say("holding %d", id);
+	return command_loop();
+}
+
+/*
+ * Holds many segments, each only through a descriptor from shmx_fd: a
+ * recovering keeper has to find them all among this process's descriptors.
+ */
+static int cmd_hold_fds(char **a)
+{
+	long long n = num(a[0]);
+	size_t size = (size_t)num(a[1]);
+	struct rlimit rl;
+
+	/* two descriptors a segment may be open here: ours and the library's */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	for (long long i = 0; i < n; i++) {
+		int id = shmx_get(SHMX_PRIVATE, size, SHMX_CREAT | 0600);
+		int fd;
+
+		if (id < 0)
+			return fail(id);
+		fd = shmx_fd(id, 0);
+		if (fd < 0)
+			return fail(fd);
+	}
+	say("holding %lld", n);
 	return command_loop();
 }
 
@@ -362,6 +415,7 @@ static const struct {
 	{ "hold", 4, cmd_hold },
 	{ "hold-id", 3, cmd_hold_id },
 	{ "hold-fd", 4, cmd_hold_fd },
+	{ "hold-fds", 2, cmd_hold_fds },
 	{ "wait-get", 3, cmd_wait_get },
 	{ "stat", 1, cmd_stat },
 	{ "fork-orphan", 3, fork_orphan },
