@@ -74,6 +74,10 @@ int shmx_ns_open(const char *path, struct shmx_ns *ns);
 void shmx_ns_close(struct shmx_ns *ns);
 int shmx_ns_check_registry(const struct shmx_ns *ns, const struct shmx_reg *reg);
 
+/* start.c */
+int shmx_connect_sock(int dirfd);
+int shmx_keeper_connect_or_start(void);
+
 /* client.c */
 void shmx_client_lock(void);
 void shmx_client_unlock(void);
