@@ -178,7 +178,7 @@ bool seg_reattach(struct keeper *k, struct peer *p, const struct shmx_req *req, 
 		return false;
 	}
 	has_fd = fd_is_segment(k, idx, fd);
-	if (has_fd && k->segs[idx].memfd < 0)
+	if (has_fd && seg_pending(&k->segs[idx]))
 		seg_adopt_fd(k, idx, fd);
 	else if (fd >= 0)
 		close(fd);

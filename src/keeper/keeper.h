@@ -11,6 +11,9 @@
  *   report.c   report rings: the ATTACH/DETACH/RELEASE a client writes to memory
  *   regfile.c  creating the registry file, record and hash writes
  *   recover.c  adopting the registry of a keeper that died
+ *   store.c    where a segment's memfd is kept: the keeper, or a vault
+ *   vault.c    vaults, processes holding memfds beyond the keeper's file limit
+ *   vaultd.c   a vault itself (shmxd --vault)
  */
 #ifndef SHMXD_KEEPER_H
 #define SHMXD_KEEPER_H
@@ -31,6 +34,7 @@ enum src_kind {
 	SRC_SIGNAL,
 	SRC_CONN,               /* a client connection */
 	SRC_ORPHAN,             /* a holder found by recovery, watched by pidfd */
+	SRC_VAULT,              /* a vault's socket: readable only when it died */
 };
 
 struct src {
@@ -39,6 +43,7 @@ struct src {
 
 struct hold;
 struct shmx_report_ring;
+struct vault;
 
 /* A connection's report ring (report.c): the client's memory, so untrusted;
  * what the keeper relies on (size, position) it keeps here. */
@@ -89,9 +94,11 @@ struct hold {
 	struct hold *hnext;             /* hash chain */
 };
 
-/* The keeper's side of a record slot. */
+/* The keeper's side of a record slot.  A live segment's memfd is the
+ * keeper's (memfd), a vault's (vault), or neither: pending recovery. */
 struct kseg {
-	int memfd;                      /* -1: free, or pending recovery */
+	int memfd;                      /* -1: not in the keeper's table */
+	int vault;                      /* index in keeper.vaults, or -1 */
 	uint64_t fsize;                 /* file size (rounded up to the page) */
 	void *lock_addr;                /* mapping while SHMX_LOCKED */
 	struct hold *holds;
@@ -99,7 +106,13 @@ struct kseg {
 	uint32_t next_queued;           /* destroy queue */
 	bool queued;
 	bool hashed;                    /* linked into the key hash */
+	bool rescue;                    /* its vault was lost; holders may have it */
 };
+
+static inline bool seg_pending(const struct kseg *s)
+{
+	return s->memfd < 0 && s->vault < 0;
+}
 
 struct keeper {
 	/* options */
@@ -147,6 +160,16 @@ struct keeper {
 	struct peer *grave;             /* closed, freed between batches */
 	uint32_t nconns, norphans;
 	uint64_t next_serial;
+
+	/* where memfds are kept (store.c, vault.c) */
+	int64_t vault_after;            /* --vault-after (tests), else -1 */
+	uint32_t own_fds;               /* memfds in the keeper's own table */
+	uint32_t own_max;               /* beyond: in vaults */
+	uint64_t fd_limit;              /* RLIMIT_NOFILE, read on the tick */
+	uint32_t room_next;             /* where store_room looks first */
+	struct vault **vaults;
+	uint32_t nvaults;
+	bool rescue;                    /* a lost vault's held segments to take back */
 
 	uint64_t page_size, huge_page_size;
 	int64_t idle_since;             /* monotonic ms, 0: not idle */
@@ -197,13 +220,36 @@ void seg_check_gone(struct keeper *k, uint32_t idx);
 int seg_get(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid);
 int seg_fd(struct keeper *k, struct peer *p, const struct shmx_req *req, int *fdp, bool *closep);
 int seg_ctl(struct keeper *k, struct peer *p, const struct shmx_req *req);
-void seg_refresh_rss(struct keeper *k, int id);
 int seg_adopt_fd(struct keeper *k, uint32_t idx, int fd);
 int seg_lock(struct keeper *k, uint32_t idx);
 void seg_queue(struct keeper *k, uint32_t idx);
 void seg_settle(struct keeper *k);
 void seg_destroy(struct keeper *k, uint32_t idx);
 void seg_close_all(struct keeper *k);
+
+/* store.c */
+void store_init(struct keeper *k);
+int seg_store_fd(struct keeper *k, uint32_t idx, int id, int fd);
+int store_room(struct keeper *k);
+void store_headroom(struct keeper *k);
+void store_tick(struct keeper *k);
+int seg_fd_borrow(struct keeper *k, uint32_t idx);
+void seg_fd_return(struct keeper *k, uint32_t idx, int fd);
+void seg_fd_drop(struct keeper *k, uint32_t idx, bool punch);
+void seg_fd_close_all(struct keeper *k);
+void store_rescue(struct keeper *k);
+uint64_t seg_set_rss(struct keeper *k, uint32_t idx, uint64_t rss);
+void seg_refresh_rss(struct keeper *k, int id);
+
+/* vault.c */
+int vault_put(struct keeper *k, uint32_t idx, int id, int fd);
+int vault_get(struct keeper *k, uint32_t idx);
+void vault_drop(struct keeper *k, uint32_t idx, bool punch);
+int vault_rss(struct keeper *k, uint32_t idx, uint64_t *rss);
+uint64_t vault_rss_all(struct keeper *k);
+void vault_event(struct keeper *k, struct vault *v);
+void vault_reap(struct keeper *k);
+void vault_close_all(struct keeper *k);
 
 /* attach.c */
 void seg_attach(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The keeper's event loop: one thread, epoll.  Sources are the listening
- * socket, a signalfd, client connections and orphans (holders found by
- * recovery, watched through their pidfd).
+ * socket, a signalfd, client connections, orphans (holders found by
+ * recovery, watched through their pidfd) and vaults' sockets (vault.c).
  *
  * Anything that must see every message already sent - destroying a segment
  * whose nattch reached 0, answering a SYNC or an RMID - waits for a drain:
@@ -253,14 +253,17 @@ static int accept_all(struct keeper *k)
 	int n = 0;
 
 	while (!k->listen_paused) {
-		int fd = accept4(k->lsock, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd;
 
+		/* a memfd may go to a vault: a connection cannot */
+		store_headroom(k);
+		fd = accept4(k->lsock, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			conn_new(k, fd);
 			n++;
 			continue;
 		}
-		if (errno == EINTR || errno == ECONNABORTED)
+		if (errno == EINTR || errno == ECONNABORTED || (errno == EMFILE && store_room(k) == 0))
 			continue;
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
 			/* stop polling a socket we cannot take from, until the tick */
@@ -455,6 +458,9 @@ static void handle_events(struct keeper *k, const struct epoll_event *evs, int n
 				peer_close(k, p);
 			}
 			break;
+		case SRC_VAULT:
+			vault_event(k, (struct vault *)src);
+			break;
 		}
 	}
 }
@@ -501,15 +507,20 @@ static void judge_forks(struct keeper *k)
 	}
 }
 
-/* What waits for a drain: fork REATTACHes, destroys, then the deferred replies. */
+/* What waits for a drain: fork REATTACHes, a lost vault's segments, destroys,
+ * then the deferred replies. */
 static void settle(struct keeper *k)
 {
 	bool all_fresh = false;
 
-	if (k->queue_head == NO_SLOT && !k->wait_head && !k->fork_waits)
+	if (k->queue_head == NO_SLOT && !k->wait_head && !k->fork_waits && !k->rescue)
 		return;
 	drain(k);
 	judge_forks(k);
+	/* a lost vault's segments: taken back from a holder whose ATTACH, read
+	 * now, named its descriptor, or queued */
+	if (k->rescue)
+		store_rescue(k);
 	seg_settle(k);
 	while (k->wait_head) {
 		struct peer *p = k->wait_head;
@@ -558,6 +569,7 @@ static void tick(struct keeper *k)
 	if (k->listen_paused && ep_add(k, k->lsock, &k->listen_src) == 0)
 		k->listen_paused = false;
 	poll_orphans(k);
+	store_tick(k);
 	/* nattch and atime stay fresh for readers that never SYNC */
 	report_drain_all(k);
 	if (!k->idle_exit || k->nconns || k->norphans || shmx_reg_hdr(&k->reg)->segments) {

@@ -26,6 +26,7 @@
 #include "keeper.h"
 #include "util/log.h"
 #include "util/sys.h"
+#include "vault.h"
 
 #define LOCK_WAIT_MS 500                /* for a keeper that is on its way out */
 #define MAX_BYTES ((uint64_t)INT64_MAX / 2)
@@ -99,7 +100,10 @@ static int parse_u64(const char *s, bool suffix, uint64_t min, uint64_t max, uin
 
 static void parse_args(struct keeper *k, int argc, char **argv, const char **dir)
 {
-	enum { O_NS = 256, O_SHARED, O_FG, O_IDLE, O_MAXSEG, O_SEGSZ, O_TOTAL, O_HELP, O_VERSION };
+	enum {
+		O_NS = 256, O_SHARED, O_FG, O_IDLE, O_MAXSEG, O_SEGSZ, O_TOTAL, O_HELP, O_VERSION,
+		O_VAULT_AFTER,
+	};
 	static const struct option opts[] = {
 		{ "namespace", required_argument, NULL, O_NS },
 		{ "shared", no_argument, NULL, O_SHARED },
@@ -110,6 +114,8 @@ static void parse_args(struct keeper *k, int argc, char **argv, const char **dir
 		{ "max-total", required_argument, NULL, O_TOTAL },
 		{ "help", no_argument, NULL, O_HELP },
 		{ "version", no_argument, NULL, O_VERSION },
+		/* not in --help: for tests, vaults after this many memfds (store.c) */
+		{ "vault-after", required_argument, NULL, O_VAULT_AFTER },
 		{ 0 },
 	};
 	struct sysinfo si;
@@ -123,6 +129,7 @@ static void parse_args(struct keeper *k, int argc, char **argv, const char **dir
 	k->max_segments = 4096;
 	k->max_segsz = phys;
 	k->max_total = phys;
+	k->vault_after = -1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -158,6 +165,12 @@ static void parse_args(struct keeper *k, int argc, char **argv, const char **dir
 				    (unsigned long long)MAX_BYTES);
 			*(c == O_SEGSZ ? &k->max_segsz : &k->max_total) = v;
 			k->limits_given = true;
+			break;
+		case O_VAULT_AFTER:
+			if (parse_u64(optarg, false, 0, SHMX_MAX_SEGMENTS_LIMIT, &v) < 0)
+				die(2, "--vault-after: '%s' is not in 0..%u", optarg,
+				    SHMX_MAX_SEGMENTS_LIMIT);
+			k->vault_after = (int64_t)v;
 			break;
 		case O_HELP:
 			usage(stdout);
@@ -304,10 +317,10 @@ static uint64_t huge_page_size(void)
 /*
  * One descriptor per segment and per client.  A privileged keeper raises
  * the hard limit too (up to fs.nr_open) so that the largest table fits;
- * otherwise the soft limit goes up to the hard one, and a table the limit
- * cannot hold is reported now rather than as -ENOSPC later.
+ * otherwise the soft limit goes up to the hard one, and vaults hold the
+ * memfds beyond it (store.c).
  */
-static void raise_nofile(const struct keeper *k)
+static void raise_nofile(void)
 {
 	rlim_t want = (rlim_t)SHMX_MAX_SEGMENTS_LIMIT + 4096;
 	struct rlimit rl;
@@ -324,9 +337,6 @@ static void raise_nofile(const struct keeper *k)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (rl.rlim_cur < (rlim_t)k->max_segments + 256)
-		log_warn("open file limit %llu: fewer than %u segments will fit",
-			 (unsigned long long)rl.rlim_cur, k->max_segments);
 }
 
 /* Descriptors the caller left open are none of a daemon's business (a pipe
@@ -411,6 +421,7 @@ static void cleanup(struct keeper *k)
 		unlinkat(k->dirfd, "registry", 0);
 	keeper_free_peers(k);
 	seg_close_all(k);
+	vault_close_all(k);
 	reg_free(k);
 	if (k->lsock >= 0)
 		close(k->lsock);
@@ -435,6 +446,9 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int r;
 
+	/* started by a keeper to hold memfds for it (vault.c) */
+	if (argc == 3 && strcmp(argv[1], VAULT_ARG) == 0)
+		return vault_main(argv[2]);
 	shmx_log_set_prefix("shmxd");
 	parse_args(k, argc, argv, &dir);
 	if (!k->foreground)
@@ -443,7 +457,8 @@ int main(int argc, char **argv)
 		dir = default_dir(buf, sizeof(buf));
 	k->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	k->huge_page_size = huge_page_size();
-	raise_nofile(k);
+	raise_nofile();
+	store_init(k);
 
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
@@ -453,6 +468,10 @@ int main(int argc, char **argv)
 
 	open_dir(k, dir);
 	take_lock(k);
+	/* before recovery: a vault it starts must be the serving process's
+	 * child, as it dies with its parent */
+	if (!k->foreground)
+		ready_fd = daemon_fork();
 	r = keeper_loop_init(k);
 	if (r < 0)
 		die(1, "cannot set up the event loop: %s", strerror(-r));
@@ -463,8 +482,6 @@ int main(int argc, char **argv)
 	if (r < 0)
 		die(1, "cannot publish the registry in %s: %s", k->dir, strerror(-r));
 	open_socket(k);
-	if (!k->foreground)
-		ready_fd = daemon_fork();
 	reg_set_keeper(k);
 	r = keeper_loop_start(k);
 	if (r < 0)

@@ -264,7 +264,7 @@ static int adopt_holders(struct keeper *k, const struct shmx_reg_holder *old, ui
 			pr->viewed = true;
 		}
 		seen = proc_view_find(&pr->view, rec->dev, rec->ino);
-		if (k->segs[idx].memfd < 0)
+		if (seg_pending(&k->segs[idx]))
 			grab_fd(k, idx, p, seen);
 		h = hold_get(k, p, idx, e.id);
 		if (!h)
@@ -302,9 +302,8 @@ static void finish(struct keeper *k)
 		if (rec->state != SHMX_REC_USED)
 			continue;
 		if (!s->holds) {
-			if (s->memfd >= 0)
-				close(s->memfd);
-			s->memfd = -1;
+			/* no punch: a process the holder table missed may have it */
+			seg_fd_drop(k, idx, false);
 			hash_unlink(k, idx);
 			rec->state = SHMX_REC_FREE;
 			rec->nattch = 0;
@@ -313,7 +312,7 @@ static void finish(struct keeper *k)
 		}
 		live++;
 		total += rec->segsz;
-		if (s->memfd < 0) {
+		if (seg_pending(s)) {
 			pending++;
 			log_info("segment %d waits for a holder to hand its memfd back", rec->id);
 		}

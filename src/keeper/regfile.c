@@ -77,6 +77,7 @@ int reg_create(struct keeper *k, uint64_t generation)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < lay.max_segments; i++) {
 		k->segs[i].memfd = -1;
+		k->segs[i].vault = -1;
 		k->segs[i].next_free = NO_SLOT;
 		k->segs[i].next_queued = NO_SLOT;
 	}

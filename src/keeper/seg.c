@@ -94,6 +94,8 @@ static int newseg(struct keeper *k, const struct shmx_cred *cred, int32_t key,
 		return -EINVAL;
 	snprintf(name, sizeof(name), "shmx:0x%08x", (unsigned)key);
 	fd = shmx_memfd_create(name, mfd);
+	if (fd == -EMFILE && store_room(k) == 0)
+		fd = shmx_memfd_create(name, mfd);
 	if (fd < 0)
 		return fd == -EMFILE || fd == -ENFILE ? -ENOSPC : fd;
 	if (ftruncate(fd, (off_t)round_up(size, unit)) < 0 ||
@@ -113,12 +115,16 @@ static int newseg(struct keeper *k, const struct shmx_cred *cred, int32_t key,
 	}
 	seals = fcntl(fd, F_GET_SEALS);
 
-	idx = slot_alloc(k);
+	/* the slot slot_alloc() gives next: a vault files the memfd under it */
+	idx = k->free_head;
+	id = shmx_make_id(idx, (uint32_t)next_seq(rec_of(k, idx)->id));
+	r = seg_store_fd(k, idx, id, fd);
+	if (r < 0)
+		return r;
+	slot_alloc(k);
 	s = &k->segs[idx];
-	s->memfd = fd;
 	s->fsize = (uint64_t)st.st_size;
 	rec = rec_begin(k, idx);
-	id = shmx_make_id(idx, (uint32_t)next_seq(rec->id));
 	rec->state = SHMX_REC_USED;
 	rec->id = id;
 	rec->key = key;
@@ -171,17 +177,18 @@ int seg_get(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t 
 }
 
 /*
- * The descriptor to send for a FD request: the memfd itself, or a fresh
- * read-only open of it (*closep: the caller closes it once sent).  The
- * connection now holds the segment (count 0, descriptor number unknown until
- * an ATTACH names it): only then are its ATTACHes counted (attach.c).
+ * The descriptor to send for a FD request: the memfd itself, a copy from
+ * its vault, or a fresh read-only open of it (*closep: the caller closes it
+ * once sent).  The connection now holds the segment (count 0, descriptor
+ * number unknown until an ATTACH names it): only then are its ATTACHes
+ * counted (attach.c).
  */
 int seg_fd(struct keeper *k, struct peer *p, const struct shmx_req *req, int *fdp, bool *closep)
 {
 	bool rdonly = req->flags & SHMX_RDONLY;
 	char path[64];
 	uint32_t idx;
-	int r, fd;
+	int r, fd, mfd;
 
 	r = seg_lookup(k, req->id, &idx);
 	if (r < 0)
@@ -191,22 +198,27 @@ int seg_fd(struct keeper *k, struct peer *p, const struct shmx_req *req, int *fd
 	/* removed and unused: gone as soon as the drain ends, as in shmctl */
 	if ((rec_of(k, idx)->status & SHMX_DEST) && rec_of(k, idx)->nattch == 0)
 		return -EIDRM;
-	if (k->segs[idx].memfd < 0)
-		return -EAGAIN;
-	fd = k->segs[idx].memfd;
+	mfd = seg_fd_borrow(k, idx);
+	if (mfd < 0)
+		return mfd;
+	fd = mfd;
 	if (rdonly) {
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", k->segs[idx].memfd);
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 && errno == EMFILE && store_room(k) == 0)
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+		r = -errno;
+		seg_fd_return(k, idx, mfd);
 		if (fd < 0)
-			return -errno;
+			return r == -EMFILE ? -ENOMEM : r;
 	}
 	if (!hold_get(k, p, idx, req->id)) {
-		if (rdonly)
+		if (fd != k->segs[idx].memfd)
 			close(fd);
 		return -ENOMEM;
 	}
 	*fdp = fd;
-	*closep = rdonly;
+	*closep = fd != k->segs[idx].memfd;
 	return 0;
 }
 
@@ -215,13 +227,17 @@ int seg_lock(struct keeper *k, uint32_t idx)
 	struct kseg *s = &k->segs[idx];
 	struct shmx_reg_record *rec;
 	void *addr;
-	int r;
+	int fd, r;
 
-	if (s->memfd < 0)
-		return -EAGAIN;
-	addr = mmap(NULL, s->fsize, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
+	fd = seg_fd_borrow(k, idx);
+	if (fd < 0)
+		return fd;
+	/* the mapping keeps the file; the descriptor is not needed after */
+	addr = mmap(NULL, s->fsize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	r = -errno;
+	seg_fd_return(k, idx, fd);
 	if (addr == MAP_FAILED)
-		return -errno;
+		return r;
 	if (mlock(addr, s->fsize) < 0) {
 		r = -errno;
 		munmap(addr, s->fsize);
@@ -313,7 +329,7 @@ void seg_check_gone(struct keeper *k, uint32_t idx)
 	if (rec->state != SHMX_REC_USED)
 		return;
 	if (((rec->status & SHMX_DEST) && rec->nattch == 0) ||
-	    (k->segs[idx].memfd < 0 && !k->segs[idx].holds))
+	    (seg_pending(&k->segs[idx]) && !k->segs[idx].holds))
 		seg_queue(k, idx);
 }
 
@@ -325,7 +341,7 @@ int seg_adopt_fd(struct keeper *k, uint32_t idx, int fd)
 	struct kseg *s = &k->segs[idx];
 	struct stat st;
 	char path[64];
-	int fl, rw;
+	int fl, rw, r;
 
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    (uint64_t)st.st_dev != rec->dev || (uint64_t)st.st_ino != rec->ino ||
@@ -339,18 +355,21 @@ int seg_adopt_fd(struct keeper *k, uint32_t idx, int fd)
 		/* a read-only holder: open the inode again, ours to open (0600) */
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 		rw = open(path, O_RDWR | O_CLOEXEC);
+		r = -errno;
 		close(fd);
 		if (rw < 0) {
-			log_warn("cannot reopen %d read-write: %s", rec->id, strerror(errno));
-			return -errno;
+			log_warn("cannot reopen %d read-write: %s", rec->id, strerror(-r));
+			return r;
 		}
 		fd = rw;
 	}
-	s->memfd = fd;
 	s->fsize = (uint64_t)st.st_size;
+	/* near the keeper's file limit, a vault keeps it */
+	r = seg_store_fd(k, idx, rec->id, fd);
+	if (r < 0)
+		return r;
 	if ((rec->status & SHMX_LOCKED) && !s->lock_addr) {
-		int r = seg_lock(k, idx);
-
+		r = seg_lock(k, idx);
 		if (r < 0) {
 			log_warn("cannot lock %d again: %s", rec->id, strerror(-r));
 			seg_unlock(k, idx);
@@ -358,40 +377,6 @@ int seg_adopt_fd(struct keeper *k, uint32_t idx, int fd)
 	}
 	log_debug("adopted the memfd of %d", rec->id);
 	return 0;
-}
-
-static uint64_t refresh_one(struct keeper *k, uint32_t idx)
-{
-	uint64_t rss = shmx_fd_rss(k->segs[idx].memfd);
-	struct shmx_reg_record *rec = rec_of(k, idx);
-
-	if (rec->rss != rss) {
-		rec = rec_begin(k, idx);
-		rec->rss = rss;
-		rec_end(rec);
-	}
-	return rss;
-}
-
-void seg_refresh_rss(struct keeper *k, int id)
-{
-	struct shmx_reg_header *h = shmx_reg_hdr(&k->reg);
-	uint64_t sum = 0;
-	uint32_t idx;
-
-	if (id == SHMX_SYNC_NONE)
-		return;
-	if (id != SHMX_SYNC_ALL) {
-		if (seg_lookup(k, id, &idx) == 0 && k->segs[idx].memfd >= 0)
-			refresh_one(k, idx);
-		return;
-	}
-	for (idx = 0; idx < k->reg.lay.max_segments; idx++)
-		if (k->segs[idx].memfd >= 0)
-			sum += refresh_one(k, idx);
-	shmx_reg_write_begin(&h->seq);
-	h->rss = sum;
-	shmx_reg_write_end(&h->seq);
 }
 
 void seg_queue(struct keeper *k, uint32_t idx)
@@ -418,7 +403,7 @@ void seg_settle(struct keeper *k)
 		s->queued = false;
 		if (rec->state != SHMX_REC_USED)
 			continue;
-		if (((rec->status & SHMX_DEST) && rec->nattch == 0) || (s->memfd < 0 && !s->holds))
+		if (((rec->status & SHMX_DEST) && rec->nattch == 0) || (seg_pending(s) && !s->holds))
 			seg_destroy(k, idx);
 	}
 }
@@ -433,17 +418,11 @@ void seg_destroy(struct keeper *k, uint32_t idx)
 
 	if (rec->state != SHMX_REC_USED)
 		return;
-	if (s->memfd >= 0) {
-		if (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-			      (off_t)s->fsize) < 0)
-			log_debug("punching %d: %s", rec->id, strerror(errno));
-		if (s->lock_addr) {
-			munlock(s->lock_addr, s->fsize);
-			munmap(s->lock_addr, s->fsize);
-			s->lock_addr = NULL;
-		}
-		close(s->memfd);
-		s->memfd = -1;
+	seg_fd_drop(k, idx, true);
+	if (s->lock_addr) {
+		munlock(s->lock_addr, s->fsize);
+		munmap(s->lock_addr, s->fsize);
+		s->lock_addr = NULL;
 	}
 	while (s->holds) {
 		struct peer *p = s->holds->peer;
@@ -471,9 +450,7 @@ void seg_close_all(struct keeper *k)
 
 		if (s->lock_addr)
 			munmap(s->lock_addr, s->fsize);
-		if (s->memfd >= 0)
-			close(s->memfd);
 		s->lock_addr = NULL;
-		s->memfd = -1;
 	}
+	seg_fd_close_all(k);
 }
