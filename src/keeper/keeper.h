@@ -181,11 +181,17 @@ struct keeper {
 int keeper_loop_init(struct keeper *k);
 int keeper_loop_start(struct keeper *k);
 int keeper_loop(struct keeper *k);
+void peer_resume(struct keeper *k, struct peer *p);
+int ep_add(struct keeper *k, int fd, struct src *src);
+void ep_del(struct keeper *k, int fd);
+
+/* peer.c */
+void conn_new(struct keeper *k, int fd);
+void peer_reap(struct keeper *k);
 struct peer *peer_new_orphan(struct keeper *k, pid_t pid, uint64_t starttime, int pidfd);
 struct peer *peer_find_orphan(struct keeper *k, pid_t pid, uint64_t starttime);
 void peer_close(struct keeper *k, struct peer *p);
 void peer_orphan_check(struct keeper *k, struct peer *p);
-void peer_resume(struct keeper *k, struct peer *p);
 void keeper_free_peers(struct keeper *k);
 
 /* regfile.c */
