@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "proto.h"
+#include "util/sock.h"
 
 int tc_raw_connect(const char *dir)
 {
@@ -38,57 +39,22 @@ int tc_raw_connect(const char *dir)
 
 int tc_raw_call(int sock, const struct shmx_req *req, int passfd)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = { .iov_base = (void *)req, .iov_len = sizeof(*req) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct shmx_sock_rx rx;
 	struct shmx_reply rep;
-	ssize_t n;
+	int r;
 
-	if (passfd >= 0) {
-		struct cmsghdr *c;
-
-		memset(&ctl, 0, sizeof(ctl));
-		msg.msg_control = ctl.buf;
-		msg.msg_controllen = sizeof(ctl.buf);
-		c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &passfd, sizeof(int));
-	}
-	if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0)
-		return -errno;
+	r = shmx_sock_send(sock, req, sizeof(*req), passfd, 0);
+	if (r < 0)
+		return r;
 	if (!shmx_req_wants_reply(req->type))
 		return 0;
-	for (;;) {
-		char cbuf[CMSG_SPACE(4 * sizeof(int))];
-		struct msghdr rmsg = {
-			.msg_iov = &(struct iovec){ .iov_base = &rep, .iov_len = sizeof(rep) },
-			.msg_iovlen = 1,
-			.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
-		};
-
-		n = recvmsg(sock, &rmsg, MSG_CMSG_CLOEXEC);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ECONNRESET;
-		/* close any descriptor that came with it */
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&rmsg); c; c = CMSG_NXTHDR(&rmsg, c))
-			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-				for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-					int fd;
-
-					memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-					close(fd);
-				}
-		if (shmx_reply_check(&rep, (size_t)n) < 0)
-			return -EBADMSG;
-		return rep.result;
-	}
+	/* SO_RCVTIMEO bounds the wait; any descriptor that comes is closed */
+	r = shmx_sock_recv(sock, &rep, sizeof(rep), 0, &rx);
+	if (r < 0)
+		return r;
+	if (rx.fd >= 0)
+		close(rx.fd);
+	if (rx.truncated || shmx_reply_check(&rep, rx.len) < 0)
+		return -EBADMSG;
+	return rep.result;
 }
