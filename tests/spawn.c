@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "util/sys.h"
 
 #define MAX_CHILDREN 64
 #define MAX_PIDS 64
@@ -51,44 +52,12 @@ int tc_waitpid(pid_t pid, int timeout_ms)
 
 /* ---- helper programs ---- */
 
-/* Field 22 of /proc/<pid>/stat, 0 if unknown. */
-static uint64_t start_time(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long t = 0;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	p = strrchr(buf, ')');
-	if (!p)
-		return 0;
-	/* after ") ": state is field 3; skip to field 22 */
-	p += 2;
-	for (int field = 3; field < 22 && p; field++) {
-		p = strchr(p, ' ');
-		if (p)
-			p++;
-	}
-	if (p)
-		sscanf(p, "%llu", &t);
-	return t;
-}
-
 void tc_track_pid(pid_t pid)
 {
 	for (int i = 0; i < MAX_PIDS; i++)
 		if (!tracked[i].pid) {
 			tracked[i].pid = pid;
-			tracked[i].start = start_time(pid);
+			tracked[i].start = shmx_proc_starttime(pid);
 			return;
 		}
 }
@@ -363,7 +332,7 @@ void tc_kill_children(void)
 	}
 	for (int i = 0; i < MAX_PIDS; i++) {
 		if (tracked[i].pid > 0 && tracked[i].start &&
-		    start_time(tracked[i].pid) == tracked[i].start && tc_pid_alive(tracked[i].pid)) {
+		    shmx_proc_starttime(tracked[i].pid) == tracked[i].start && tc_pid_alive(tracked[i].pid)) {
 			kill(tracked[i].pid, SIGKILL);
 			waitpid(tracked[i].pid, NULL, WNOHANG);
 		}
