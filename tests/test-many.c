@@ -288,6 +288,69 @@ static void a_lost_vault(void **state)
 	free(ids);
 }
 
+/* A vaulted segment attached, within a few seconds: a vault that was slow
+ * answers again once its late replies are read. */
+static void *attach_soon(int id, int flags)
+{
+	int64_t end = tc_now_ms() + 5 * TC_1S;
+	void *p;
+	int r;
+
+	while ((r = shmx_at(id, NULL, flags, &p)) == -ENOMEM && tc_now_ms() < end)
+		tc_sleep_ms(20);
+	if (r < 0)
+		fail_msg("attaching %d: %s", id, strerror(-r));
+	return p;
+}
+
+/*
+ * A vault that is slow (here: stopped) is not lost: a request that waits for
+ * it fails, a destroy does not wait for it, and once it answers again every
+ * other segment in it is there, as it was.
+ */
+static void a_slow_vault(void **state)
+{
+	struct shmx_ds all[64];
+	pid_t keeper, vaults[64];
+	int *ids, r, listed;
+	void *p;
+
+	(void)state;
+	keeper = start_with_vaults(10, 40, &ids);
+	assert_int_equal(find_vaults(keeper, vaults, 64), 1);
+	p = tc_attach(ids[35], 0);
+	tc_fill(p, SEGSZ, 3);
+	assert_int_equal(shmx_dt(p), 0);
+
+	assert_int_equal(kill(vaults[0], SIGSTOP), 0);
+	/* a DROP is not waited for */
+	assert_int_equal(shmx_ctl(ids[20], SHMX_RMID, NULL), 0);
+	/* one that waits times out: that request fails, nothing else */
+	r = shmx_at(ids[25], NULL, 0, &p);
+	if (r == 0)
+		fail_msg("attached a segment of a stopped vault");
+	assert_int_equal(r, -ENOMEM);
+	assert_true(shmx_list(all, 64) >= 39);
+	assert_int_equal(kill(vaults[0], SIGCONT), 0);
+
+	assert_int_equal(tc_wait_gone(ids[20], 2 * TC_1S), -EIDRM);
+	assert_true(tc_pid_alive(vaults[0]));
+	listed = shmx_list(all, 64);
+	assert_int_equal(listed, 39);
+	for (int i = 0; i < 40; i++) {
+		if (i == 20)
+			continue;
+		p = attach_soon(ids[i], i == 35 ? SHMX_RDONLY : 0);
+		if (i == 35)
+			assert_int_equal(tc_verify(p, SEGSZ, 3), -1);
+		else
+			tc_fill(p, SEGSZ, 4);
+		assert_int_equal(shmx_dt(p), 0);
+	}
+	assert_int_equal(find_vaults(keeper, vaults, 64), 1);
+	free(ids);
+}
+
 /* A recovering keeper past its --vault-after hands what it adopts to vaults. */
 static void recovery_adopts_into_vaults(void **state)
 {
@@ -524,6 +587,7 @@ int main(void)
 		tc_test(vaults_after_a_few),
 		tc_test(vaults_die_with_their_keeper),
 		tc_test(a_lost_vault),
+		tc_test(a_slow_vault),
 		tc_test(recovery_adopts_into_vaults),
 		tc_test(connections_at_the_file_limit),
 		tc_test(a_vault_survives_nonsense),

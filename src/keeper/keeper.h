@@ -107,6 +107,7 @@ struct kseg {
 	bool queued;
 	bool hashed;                    /* linked into the key hash */
 	bool rescue;                    /* its vault was lost; holders may have it */
+	uint8_t rescue_tries;           /* rescues that found no holder's copy */
 };
 
 static inline bool seg_pending(const struct kseg *s)
@@ -170,6 +171,9 @@ struct keeper {
 	struct vault **vaults;
 	uint32_t nvaults;
 	bool rescue;                    /* a lost vault's held segments to take back */
+	bool rescue_retry;              /* some not found yet: again on the tick */
+	int64_t vault_retry_at;         /* monotonic ms: no vault started before */
+	uint32_t vault_backoff_ms;      /* the last back-off; 0 after a start */
 
 	uint64_t page_size, huge_page_size;
 	int64_t idle_since;             /* monotonic ms, 0: not idle */
@@ -250,6 +254,7 @@ void seg_refresh_rss(struct keeper *k, int id);
 /* vault.c */
 int vault_put(struct keeper *k, uint32_t idx, int id, int fd);
 int vault_get(struct keeper *k, uint32_t idx);
+bool vault_room(struct keeper *k);
 void vault_drop(struct keeper *k, uint32_t idx, bool punch);
 int vault_rss(struct keeper *k, uint32_t idx, uint64_t *rss);
 uint64_t vault_rss_all(struct keeper *k);

@@ -8,6 +8,8 @@
  * since).  Each process is read once, so recovery stays linear.
  */
 #include <dirent.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +19,21 @@
 
 #include "keeper.h"
 #include "procview.h"
+#include "util/sys.h"
 
 /* How the keeper names its memfds (seg.c): "shmx:<key>". */
 #define MEMFD_PREFIX "/memfd:shmx:"
+
+/* Whether a /proc/<pid>/fd/<n> is a segment memfd.  readlink opens
+ * nothing: never a FIFO, a tty or a file on a hung mount. */
+static bool segment_link(const char *path)
+{
+	char link[sizeof(MEMFD_PREFIX) + 64];
+	ssize_t n = readlink(path, link, sizeof(link) - 1);
+
+	return n >= (ssize_t)strlen(MEMFD_PREFIX) &&
+	       strncmp(link, MEMFD_PREFIX, strlen(MEMFD_PREFIX)) == 0;
+}
 
 static struct proc_seg *find_or_add(struct proc_view *v, uint64_t dev, uint64_t ino)
 {
@@ -44,7 +58,7 @@ static struct proc_seg *find_or_add(struct proc_view *v, uint64_t dev, uint64_t 
 
 static void read_fds(struct proc_view *v, pid_t pid)
 {
-	char dir[64], path[64 + 256], link[sizeof(MEMFD_PREFIX) + 64];
+	char dir[64], path[64 + 256];
 	struct dirent *de;
 	DIR *d;
 
@@ -55,18 +69,12 @@ static void read_fds(struct proc_view *v, pid_t pid)
 	while ((de = readdir(d))) {
 		struct proc_seg *s;
 		struct stat st;
-		ssize_t n;
 
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		/* readlink opens nothing: only a segment memfd is ever stat'ed,
-		 * never a FIFO, a tty or a file on a hung mount */
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n < (ssize_t)strlen(MEMFD_PREFIX))
-			continue;
-		link[n] = '\0';
-		if (strncmp(link, MEMFD_PREFIX, strlen(MEMFD_PREFIX)) != 0)
+		/* only a segment memfd is ever stat'ed */
+		if (!segment_link(path))
 			continue;
 		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
 			continue;
@@ -115,6 +123,33 @@ const struct proc_seg *proc_view_find(const struct proc_view *v, uint64_t dev, u
 		if (v->segs[i].dev == dev && v->segs[i].ino == ino)
 			return &v->segs[i];
 	return NULL;
+}
+
+/*
+ * A copy of pid's descriptor fd, a segment memfd when we looked:
+ * pidfd_getfd() where we may (it opens nothing), else an open of
+ * /proc/<pid>/fd/<fd> if its link still says so - a keeper running as root
+ * must not open a FIFO or a FUSE file some client put at that number.  The
+ * caller checks the inode (seg_adopt_fd).  pidfd: the process's, or -1.
+ * < 0 if neither works.
+ */
+int proc_take_fd(pid_t pid, int pidfd, int fd)
+{
+	char path[64];
+	int own = -1, r = -1;
+
+	if (pidfd < 0)
+		pidfd = own = shmx_pidfd_open(pid);
+	if (pidfd >= 0)
+		r = shmx_pidfd_getfd(pidfd, fd);
+	if (own >= 0)
+		close(own);
+	if (r >= 0)
+		return r;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+	if (!segment_link(path))
+		return -1;
+	return open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 }
 
 void proc_view_free(struct proc_view *v)

@@ -20,5 +20,6 @@ struct proc_view {
 void proc_view_read(struct proc_view *v, pid_t pid);
 const struct proc_seg *proc_view_find(const struct proc_view *v, uint64_t dev, uint64_t ino);
 void proc_view_free(struct proc_view *v);
+int proc_take_fd(pid_t pid, int pidfd, int fd);
 
 #endif

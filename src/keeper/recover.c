@@ -199,18 +199,13 @@ static struct peer *proc_peer(struct keeper *k, struct procs *ps, pid_t pid, uin
 static void grab_fd(struct keeper *k, uint32_t idx, struct peer *p, const struct proc_seg *ps)
 {
 	const struct shmx_reg_record *rec = rec_of(k, idx);
-	char path[64];
 	int fd;
 
 	if (!ps || ps->fd < 0) {
 		log_debug("pid %d holds no descriptor of segment %d", (int)p->pid, rec->id);
 		return;
 	}
-	fd = p->fd >= 0 ? shmx_pidfd_getfd(p->fd, ps->fd) : -1;
-	if (fd < 0) {
-		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid, ps->fd);
-		fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	}
+	fd = proc_take_fd(p->pid, p->fd, ps->fd);
 	if (fd < 0) {
 		log_debug("cannot take segment %d from pid %d", rec->id, (int)p->pid);
 		return;

@@ -198,20 +198,25 @@ int seg_fd(struct keeper *k, struct peer *p, const struct shmx_req *req, int *fd
 	/* removed and unused: gone as soon as the drain ends, as in shmctl */
 	if ((rec_of(k, idx)->status & SHMX_DEST) && rec_of(k, idx)->nattch == 0)
 		return -EIDRM;
-	mfd = seg_fd_borrow(k, idx);
-	if (mfd < 0)
-		return mfd;
-	fd = mfd;
-	if (rdonly) {
+	for (int tries = 0;; tries++) {
+		mfd = seg_fd_borrow(k, idx);
+		if (mfd < 0 || !rdonly) {
+			fd = mfd;
+			break;
+		}
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0 && errno == EMFILE && store_room(k) == 0)
-			fd = open(path, O_RDONLY | O_CLOEXEC);
 		r = -errno;
 		seg_fd_return(k, idx, mfd);
-		if (fd < 0)
+		if (fd >= 0)
+			break;
+		/* returned first, borrowed again after: store_room() may move
+		 * this very memfd to a vault */
+		if (r != -EMFILE || tries || store_room(k) < 0)
 			return r == -EMFILE ? -ENOMEM : r;
 	}
+	if (fd < 0)
+		return fd;
 	if (!hold_get(k, p, idx, req->id)) {
 		if (fd != k->segs[idx].memfd)
 			close(fd);

@@ -20,11 +20,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "keeper.h"
+#include "procview.h"
 #include "util/log.h"
 #include "util/sys.h"
 #include "vault.h"
@@ -38,6 +40,8 @@
 #define FD_HEADROOM 64u
 /* memfds moved for connections at a time, should the limit drop a lot */
 #define EVICT_MAX 64
+/* rescues (one a tick) of a lost vault's segment no holder gave back yet */
+#define RESCUE_TRIES 5
 
 static uint64_t fds_used(const struct keeper *k)
 {
@@ -49,9 +53,19 @@ static bool fd_room(const struct keeper *k)
 	return fds_used(k) + FD_HEADROOM < k->fd_limit;
 }
 
+/* How many memfds the keeper keeps itself under the soft limit lim. */
+static uint32_t own_max_for(const struct keeper *k, uint64_t lim)
+{
+	uint64_t own = lim > 2 * FD_RESERVE ? lim - FD_RESERVE : lim / 2;
+
+	if (k->vault_after >= 0)
+		own = (uint64_t)k->vault_after;
+	return own > SHMX_MAX_SEGMENTS_LIMIT ? SHMX_MAX_SEGMENTS_LIMIT : (uint32_t)own;
+}
+
 void store_init(struct keeper *k)
 {
-	uint64_t lim = 1024, hard = 1024, own, spare, fits;
+	uint64_t lim = 1024, hard = 1024, spare, fits;
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -59,10 +73,7 @@ void store_init(struct keeper *k)
 		hard = rl.rlim_max;
 	}
 	k->fd_limit = lim;
-	own = lim > 2 * FD_RESERVE ? lim - FD_RESERVE : lim / 2;
-	if (k->vault_after >= 0)
-		own = (uint64_t)k->vault_after;
-	k->own_max = own > SHMX_MAX_SEGMENTS_LIMIT ? SHMX_MAX_SEGMENTS_LIMIT : (uint32_t)own;
+	k->own_max = own_max_for(k, lim);
 	/* a vault takes the hard limit; half the reserve may go to their sockets */
 	spare = lim > k->own_max ? lim - k->own_max : 0;
 	fits = k->own_max + spare / 2 * (hard > 2 * VAULT_SPARE_FDS ? hard - VAULT_SPARE_FDS : 0);
@@ -113,7 +124,8 @@ static int evict(struct keeper *k)
 }
 
 /* Out of descriptors (EMFILE): a memfd goes to a vault, and so do all new
- * ones from now on.  0 if a descriptor was freed. */
+ * ones until the tick (store_tick) looks at the limit again.  0 if a
+ * descriptor was freed. */
 int store_room(struct keeper *k)
 {
 	int r = evict(k);
@@ -128,20 +140,30 @@ int store_room(struct keeper *k)
 /* Before a connection is accepted: the headroom, at the memfds' expense. */
 void store_headroom(struct keeper *k)
 {
+	/* no vault to take them (backing off): not one fork per accept */
+	if (fd_room(k) || !vault_room(k))
+		return;
 	for (int n = 0; n < EVICT_MAX && !fd_room(k); n++)
 		if (evict(k) < 0)
 			return;
 }
 
-/* The tick: a limit changed from outside (prlimit) is followed; lost vaults
- * still dying are reaped. */
+/* The tick: a limit changed from outside (prlimit) is followed, and what an
+ * EMFILE took from own_max comes back (fd_room still keeps the headroom);
+ * lost vaults still dying are reaped; rescues not done are tried again. */
 void store_tick(struct keeper *k)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		k->fd_limit = rl.rlim_cur;
+		k->own_max = own_max_for(k, rl.rlim_cur);
+	}
 	vault_reap(k);
+	if (k->rescue_retry) {
+		k->rescue_retry = false;
+		k->rescue = true;       /* settle() runs it, after its drain */
+	}
 }
 
 /* The slot's memfd, for the caller to use until seg_fd_return(); -EAGAIN
@@ -158,8 +180,9 @@ int seg_fd_borrow(struct keeper *k, uint32_t idx)
 	fd = vault_get(k, idx);
 	if (fd == -EMFILE && store_room(k) == 0)
 		fd = vault_get(k, idx);
-	/* not the client's EMFILE: shmat's ENOMEM, no room for the attachment */
-	return fd == -EMFILE ? -ENOMEM : fd;
+	/* not the client's EMFILE: shmat's ENOMEM, no room for the attachment;
+	 * nor a slow vault's: the segment is there, this request fails */
+	return fd == -EMFILE || fd == -ETIMEDOUT ? -ENOMEM : fd;
 }
 
 void seg_fd_return(struct keeper *k, uint32_t idx, int fd)
@@ -200,35 +223,83 @@ void seg_fd_close_all(struct keeper *k)
 	k->own_fds = 0;
 }
 
+/* What a holder has of segments, read once per rescue: a lost vault's
+ * segments are often many, held by few processes. */
+struct rescue_views {
+	struct rescue_view {
+		pid_t pid;
+		struct proc_view view;
+	} *t;
+	size_t n;
+};
+
+static const struct proc_view *view_of(struct rescue_views *rv, pid_t pid)
+{
+	struct rescue_view *t;
+
+	for (size_t i = 0; i < rv->n; i++)
+		if (rv->t[i].pid == pid)
+			return &rv->t[i].view;
+	t = realloc(rv->t, (rv->n + 1) * sizeof(*t));
+	if (!t)
+		return NULL;
+	rv->t = t;
+	t[rv->n].pid = pid;
+	proc_view_read(&t[rv->n].view, pid);
+	return &t[rv->n++].view;
+}
+
+/* Takes segment idx back from the holder p, by the descriptor number /proc
+ * shows for its inode (the holder may never have named one: shmx_fd). */
+static void rescue_from(struct keeper *k, uint32_t idx, struct peer *p, struct rescue_views *rv)
+{
+	const struct shmx_reg_record *rec = rec_of(k, idx);
+	const struct proc_view *view;
+	const struct proc_seg *ps;
+	int fd;
+
+	if (p->pid <= 0)
+		return;
+	view = view_of(rv, p->pid);
+	ps = view ? proc_view_find(view, rec->dev, rec->ino) : NULL;
+	if (!ps || ps->fd < 0)
+		return;
+	fd = proc_take_fd(p->pid, p->src.kind == SRC_ORPHAN ? p->fd : -1, ps->fd);
+	/* checks that it is that very file */
+	if (fd >= 0 && seg_adopt_fd(k, idx, fd) == 0)
+		log_info("segment %d taken back from pid %d", rec->id, (int)p->pid);
+}
+
 /*
  * Segments of a lost vault that some process holds: take the descriptor
- * back from one that named its number (as recovery does), else they stay
- * pending until a holder hands it back or all of them end.
+ * back from one (as recovery does).  One not found is looked for again on
+ * the next few ticks (a holder between receiving the descriptor and
+ * keeping it), then stays pending until a holder hands it back or all of
+ * them end.
  */
 void store_rescue(struct keeper *k)
 {
+	struct rescue_views rv = { NULL, 0 };
+
 	k->rescue = false;
 	for (uint32_t idx = 0; idx < k->reg.lay.max_segments; idx++) {
 		struct kseg *s = &k->segs[idx];
 
 		if (!s->rescue)
 			continue;
-		s->rescue = false;
-		for (struct hold *h = s->holds; h && seg_pending(s); h = h->snext) {
-			char path[64];
-			int fd;
-
-			if (h->fd < 0 || h->peer->pid <= 0)
-				continue;
-			snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)h->peer->pid, h->fd);
-			fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-			/* checks that it is that very file */
-			if (fd >= 0 && seg_adopt_fd(k, idx, fd) == 0)
-				log_info("segment %d taken back from pid %d", rec_of(k, idx)->id,
-					 (int)h->peer->pid);
+		for (struct hold *h = s->holds; h && seg_pending(s); h = h->snext)
+			rescue_from(k, idx, h->peer, &rv);
+		if (seg_pending(s) && s->holds && ++s->rescue_tries < RESCUE_TRIES) {
+			k->rescue_retry = true;
+		} else {
+			s->rescue = false;
+			s->rescue_tries = 0;
 		}
 		seg_check_gone(k, idx);
 	}
+	for (size_t i = 0; i < rv.n; i++)
+		proc_view_free(&rv.t[i].view);
+	free(rv.t);
 }
 
 /* Writes a segment's rss to its record; returns it. */

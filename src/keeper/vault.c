@@ -4,12 +4,21 @@
  * request at a time, and losing one.
  *
  * A vault is our own child and answers in microseconds, so the keeper waits
- * for each reply, but never longer than VAULT_TIMEOUT_MS: a vault that does
- * not answer, answers nonsense or dies is lost.  Its segments are then in
- * the state recovery leaves a segment whose memfd it could not take back:
+ * for each reply, but never longer than VAULT_TIMEOUT_MS.  A vault that does
+ * not answer in time is only slow (stopped, swapped out): that request fails,
+ * its reply is discarded when it comes (by its number, vault_msg.seq), and
+ * nothing that waits is asked of the vault until it has answered.  A DROP is
+ * not waited for at all, so that a destroy never waits on a big punch.
+ *
+ * A vault that hangs up or answers nonsense is lost.  Its segments are then
+ * in the state recovery leaves a segment whose memfd it could not take back:
  * pending while some process holds them (we try to take the descriptor back
  * from one, store.c), gone when none does - what a keeper's death does to
  * them anyway.  Its socket is in the epoll set, so a death is seen at once.
+ *
+ * A vault that cannot be started is not tried again at once: each failure
+ * doubles a back-off (VAULT_BACKOFF_MS up to VAULT_BACKOFF_MAX_MS), so that a
+ * broken exec does not cost a fork for every create or accept.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +41,8 @@
 
 #define VAULT_TIMEOUT_MS 3000
 #define VAULT_MAX 1024
+#define VAULT_BACKOFF_MS 1000
+#define VAULT_BACKOFF_MAX_MS 30000
 
 struct vault {
 	struct src src;                 /* first: epoll data.ptr (SRC_VAULT) */
@@ -40,6 +51,9 @@ struct vault {
 	int index;                      /* in k->vaults, what kseg.vault names */
 	uint32_t count;                 /* descriptors it holds */
 	uint32_t cap;                   /* descriptors it may hold */
+	uint32_t seq;                   /* the last request's number */
+	uint32_t late;                  /* the number of one it did not answer in time */
+	bool slow;                      /* until it answers that: ask nothing that waits */
 };
 
 /* The child, between fork and exec: only async-signal-safe calls. */
@@ -92,19 +106,6 @@ static int wait_io(struct vault *v, short events, int64_t deadline)
 	}
 }
 
-static int send_req(struct vault *v, const struct vault_msg *m, int fd, int64_t deadline)
-{
-	for (;;) {
-		int r = shmx_sock_send(v->sock, m, sizeof(*m), fd, MSG_DONTWAIT);
-
-		if (r != -EAGAIN)
-			return r;
-		r = wait_io(v, POLLOUT, deadline);
-		if (r < 0)
-			return r;
-	}
-}
-
 static int recv_rep(struct vault *v, void *buf, size_t cap, struct shmx_sock_rx *rx,
 		    int64_t deadline)
 {
@@ -117,6 +118,85 @@ static int recv_rep(struct vault *v, void *buf, size_t cap, struct shmx_sock_rx 
 		if (r < 0)
 			return r;
 	}
+}
+
+/*
+ * A reply to a request other than want that we no longer wait for: closed
+ * and forgotten (true).  A reply to the one that timed out, or a later one,
+ * shows that the vault answers again.
+ */
+static bool discard_late(struct vault *v, const void *buf, struct shmx_sock_rx *rx, uint32_t want)
+{
+	struct vault_msg m;
+
+	if (rx->len < sizeof(m))
+		return false;
+	memcpy(&m, buf, sizeof(m));
+	/* only a number already sent: a reply to nothing is nonsense */
+	if (m.seq == want || (int32_t)(v->seq - m.seq) < 0)
+		return false;
+	if (rx->fd >= 0)
+		close(rx->fd);
+	rx->fd = -1;
+	if (m.op == VAULT_DROP && m.result < 0)
+		log_warn("vault %d: dropping segment %d: %s", v->index, m.id, strerror(-m.result));
+	if (v->slow && (int32_t)(m.seq - v->late) >= 0) {
+		v->slow = false;
+		log_info("vault %d (pid %d) answers again", v->index, (int)v->pid);
+	}
+	return true;
+}
+
+/* Every late reply there is, discarded; < 0 on a hang-up or nonsense. */
+static int drain_late(struct vault *v)
+{
+	char buf[sizeof(struct vault_msg) + 8];
+	struct shmx_sock_rx rx;
+
+	for (;;) {
+		int r = shmx_sock_recv(v->sock, buf, sizeof(buf), MSG_DONTWAIT, &rx);
+
+		if (r == -EAGAIN)
+			return 0;
+		if (r < 0)
+			return r;
+		/* want: a number not sent yet, so that every reply is late */
+		if (!discard_late(v, buf, &rx, v->seq + 1)) {
+			if (rx.fd >= 0)
+				close(rx.fd);
+			return -EPROTO;
+		}
+	}
+}
+
+/* Sends m as the next request (numbered in m->seq). */
+static int send_req(struct vault *v, struct vault_msg *m, int fd, int64_t deadline)
+{
+	m->seq = ++v->seq;
+	for (;;) {
+		int r = shmx_sock_send(v->sock, m, sizeof(*m), fd, MSG_DONTWAIT);
+
+		if (r != -EAGAIN)
+			return r;
+		/* the vault may be blocked sending replies nobody reads yet
+		 * (DROPs'): read them, or it never reads our request */
+		r = drain_late(v);
+		if (r < 0)
+			return r;
+		r = wait_io(v, POLLOUT | POLLIN, deadline);
+		if (r < 0)
+			return r;
+	}
+}
+
+/* The request numbered seq is given up on: its reply will be discarded. */
+static void timed_out(struct vault *v, uint32_t seq, const char *what)
+{
+	if (!v->slow)
+		log_warn("vault %d (pid %d) did not answer %s within %d ms: it is slow, not lost",
+			 v->index, (int)v->pid, what, VAULT_TIMEOUT_MS);
+	v->slow = true;
+	v->late = seq;
 }
 
 static void unwatch(struct keeper *k, struct vault *v)
@@ -140,6 +220,7 @@ static void vault_lost(struct keeper *k, struct vault *v, const char *why)
 	pid_t pid = v->pid;
 
 	unwatch(k, v);
+	v->slow = false;
 	if (v->pid > 0)
 		kill(v->pid, SIGKILL);
 	reap(v, WNOHANG);
@@ -152,6 +233,7 @@ static void vault_lost(struct keeper *k, struct vault *v, const char *why)
 		lost++;
 		if (s->holds) {
 			s->rescue = true;
+			s->rescue_tries = 0;
 			k->rescue = true;
 			held++;
 		}
@@ -159,6 +241,18 @@ static void vault_lost(struct keeper *k, struct vault *v, const char *why)
 	}
 	log_error("vault %d (pid %d) lost (%s): %u segments, %u of them held by clients",
 		  v->index, (int)pid, why, lost, held);
+}
+
+/* NULL, and no other start for a while. */
+static struct vault *start_failed(struct keeper *k, const char *why)
+{
+	uint32_t b = k->vault_backoff_ms;
+
+	b = !b ? VAULT_BACKOFF_MS : b >= VAULT_BACKOFF_MAX_MS / 2 ? VAULT_BACKOFF_MAX_MS : 2 * b;
+	k->vault_backoff_ms = b;
+	k->vault_retry_at = shmx_mono_ms() + b;
+	log_error("cannot start a vault (%s): none tried for %u ms", why, b);
+	return NULL;
 }
 
 /* A started vault says how much it takes; NULL if it does not. */
@@ -172,37 +266,39 @@ static struct vault *vault_start(struct keeper *k, struct vault *v)
 	pid_t keeper = getpid();
 	int sv[2], r;
 
+	if (deadline - VAULT_TIMEOUT_MS < k->vault_retry_at)
+		return NULL;            /* backing off: see the top */
 	if (!v) {
 		struct vault **t;
 
 		if (k->nvaults == VAULT_MAX)
-			return NULL;
+			return start_failed(k, "too many vaults");
 		t = realloc(k->vaults, (k->nvaults + 1) * sizeof(*t));
 		if (!t)
-			return NULL;
+			return start_failed(k, strerror(ENOMEM));
 		k->vaults = t;
 		v = calloc(1, sizeof(*v));
 		if (!v)
-			return NULL;
+			return start_failed(k, strerror(ENOMEM));
 		v->src.kind = SRC_VAULT;
 		v->sock = -1;
 		v->index = (int)k->nvaults;
 		k->vaults[k->nvaults++] = v;
 	}
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		log_error("cannot start a vault: %s", strerror(errno));
-		return NULL;
-	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return start_failed(k, strerror(errno));
 	v->pid = fork();
 	if (v->pid == 0)
 		vault_exec(sv[1], keeper, logging);
 	close(sv[1]);
 	v->sock = sv[0];
+	v->seq = 0;
+	v->slow = false;
 	if (v->pid < 0) {
-		log_error("cannot start a vault: %s", strerror(errno));
+		r = errno;
 		v->pid = 0;
 		unwatch(k, v);
-		return NULL;
+		return start_failed(k, strerror(r));
 	}
 	fcntl(v->sock, F_SETFL, O_NONBLOCK);
 	r = recv_rep(v, &hello, sizeof(hello), &rx, deadline);
@@ -218,9 +314,11 @@ static struct vault *vault_start(struct keeper *k, struct vault *v)
 		log_error("vault pid %d did not start: %s", (int)v->pid, strerror(-r));
 		unwatch(k, v);
 		kill(v->pid, SIGKILL);
-		reap(v, 0);
-		return NULL;
+		/* not waited for: the tick reaps it (vault_reap) */
+		reap(v, WNOHANG);
+		return start_failed(k, "no answer");
 	}
+	k->vault_backoff_ms = 0;
 	v->cap = (uint32_t)hello.result;
 	v->count = 0;
 	log_info("vault %d (pid %d) started: it holds up to %u segments", v->index, (int)v->pid,
@@ -236,7 +334,7 @@ static struct vault *vault_pick(struct keeper *k)
 	for (uint32_t i = 0; i < k->nvaults; i++) {
 		struct vault *v = k->vaults[i];
 
-		if (v->sock >= 0 && v->count < v->cap)
+		if (v->sock >= 0 && !v->slow && v->count < v->cap)
 			return v;
 		if (v->sock < 0 && v->pid == 0 && !spare)
 			spare = v;
@@ -244,9 +342,23 @@ static struct vault *vault_pick(struct keeper *k)
 	return vault_start(k, spare);
 }
 
+/* Whether vault_pick() could give a vault now, without waiting out a
+ * back-off: store_headroom() moves nothing otherwise. */
+bool vault_room(struct keeper *k)
+{
+	for (uint32_t i = 0; i < k->nvaults; i++) {
+		struct vault *v = k->vaults[i];
+
+		if (v->sock >= 0 && !v->slow && v->count < v->cap)
+			return true;
+	}
+	return shmx_mono_ms() >= k->vault_retry_at;
+}
+
 /*
  * One request and its reply (*m), with a descriptor each way if passfd or
- * fdp.  < 0: the vault is lost, and its segments with it.
+ * fdp.  -ETIMEDOUT: no reply in time (the vault is slow now); other < 0:
+ * the vault is lost, and its segments with it.
  */
 static int call(struct keeper *k, struct vault *v, struct vault_msg *m, int passfd, int *fdp)
 {
@@ -259,14 +371,21 @@ static int call(struct keeper *k, struct vault *v, struct vault_msg *m, int pass
 	int r;
 
 	r = send_req(v, m, passfd, deadline);
-	if (r == 0)
+	while (r == 0) {
 		r = recv_rep(v, u.buf, sizeof(u.buf), &rx, deadline);
+		if (r < 0 || !discard_late(v, u.buf, &rx, m->seq))
+			break;
+	}
+	if (r == -ETIMEDOUT) {
+		timed_out(v, m->seq, "a request");
+		return r;
+	}
 	if (r < 0) {
 		vault_lost(k, v, r == -ECONNRESET ? "it died" : strerror(-r));
 		return -EIO;
 	}
 	if (rx.len != sizeof(u.rep) || rx.extra_fds || u.rep.op != m->op ||
-	    u.rep.slot != m->slot || (rx.fd >= 0 && !fdp)) {
+	    u.rep.slot != m->slot || u.rep.seq != m->seq || (rx.fd >= 0 && !fdp)) {
 		if (rx.fd >= 0)
 			close(rx.fd);
 		vault_lost(k, v, "a reply that makes no sense");
@@ -285,11 +404,36 @@ static struct vault *vault_of(struct keeper *k, uint32_t idx)
 	return i >= 0 && (uint32_t)i < k->nvaults && k->vaults[i]->sock >= 0 ? k->vaults[i] : NULL;
 }
 
+/*
+ * Has the vault close (slot, id), without waiting for its reply (discarded
+ * when it comes): a punch of a big segment takes time, and a destroy must
+ * not wait for it.  A DROP that cannot be sent leaves the vault's copy until
+ * the vault ends (or a PUT of another id takes the slot).
+ */
+static void send_drop(struct keeper *k, struct vault *v, uint32_t idx, int id, bool punch)
+{
+	struct vault_msg m = {
+		.op = VAULT_DROP, .slot = idx, .id = id, .flags = punch ? VAULT_PUNCH : 0,
+	};
+	/* a slow vault gets no wait: one that does not read would cost each */
+	int64_t deadline = shmx_mono_ms() + (v->slow ? 0 : VAULT_TIMEOUT_MS);
+	int r = send_req(v, &m, -1, deadline);
+
+	if (r == -ETIMEDOUT) {
+		log_warn("vault %d: segment %d cannot be dropped now: its memory stays until the vault ends",
+			 v->index, id);
+		timed_out(v, m.seq, "a drop");
+	} else if (r < 0) {
+		vault_lost(k, v, r == -ECONNRESET || r == -EPIPE ? "it died" : strerror(-r));
+	}
+}
+
 /* Hands a copy of fd over to a vault as slot idx (the caller closes its
  * own).  -ENOSPC if no vault takes it. */
 int vault_put(struct keeper *k, uint32_t idx, int id, int fd)
 {
 	struct vault_msg m = { .op = VAULT_PUT, .slot = idx, .id = id };
+	int r;
 
 	/* a few tries: a vault lost or full is replaced by another */
 	for (int tries = 0; tries < 4; tries++) {
@@ -297,8 +441,14 @@ int vault_put(struct keeper *k, uint32_t idx, int id, int fd)
 
 		if (!v)
 			return -ENOSPC;
-		if (call(k, v, &m, fd, NULL) < 0)
-			continue;
+		r = call(k, v, &m, fd, NULL);
+		if (r == -ETIMEDOUT) {
+			/* it may take it yet: the DROP, after it in order, undoes that */
+			send_drop(k, v, idx, id, false);
+			m = (struct vault_msg){ .op = VAULT_PUT, .slot = idx, .id = id };
+		}
+		if (r < 0)
+			continue;       /* lost, or slow: another one */
 		if (m.result == 0) {
 			v->count++;
 			k->segs[idx].vault = v->index;
@@ -314,15 +464,21 @@ int vault_put(struct keeper *k, uint32_t idx, int id, int fd)
 }
 
 /* A copy of the memfd a vault holds: -EAGAIN if the vault was lost (the
- * segment is pending now), -EMFILE if we have no room for it. */
+ * segment is pending now), -EMFILE if we have no room for it, -ETIMEDOUT
+ * if the vault is slow (the segment is there, this request fails). */
 int vault_get(struct keeper *k, uint32_t idx)
 {
 	struct vault_msg m = { .op = VAULT_GET, .slot = idx, .id = rec_of(k, idx)->id };
 	struct vault *v = vault_of(k, idx);
-	int fd = -1;
+	int fd = -1, r;
 
-	if (!v || call(k, v, &m, -1, &fd) < 0)
+	if (!v)
 		return -EAGAIN;
+	if (v->slow)
+		return -ETIMEDOUT;
+	r = call(k, v, &m, -1, &fd);
+	if (r < 0)
+		return r == -ETIMEDOUT ? r : -EAGAIN;
 	if (m.result == 0 && fd < 0)
 		return -EMFILE;         /* it came, with no room for it here */
 	if (m.result == 0)
@@ -333,21 +489,17 @@ int vault_get(struct keeper *k, uint32_t idx)
 	return -EAGAIN;
 }
 
-/* The vault closes its memfd (punch: freeing its pages first). */
+/* The vault closes its memfd (punch: freeing its pages first), in its
+ * own time. */
 void vault_drop(struct keeper *k, uint32_t idx, bool punch)
 {
-	struct vault_msg m = {
-		.op = VAULT_DROP, .slot = idx, .id = rec_of(k, idx)->id,
-		.flags = punch ? VAULT_PUNCH : 0,
-	};
 	struct vault *v = vault_of(k, idx);
 
 	k->segs[idx].vault = -1;
 	if (!v)
 		return;
 	v->count--;
-	if (call(k, v, &m, -1, NULL) == 0 && m.result < 0)
-		log_warn("vault %d: dropping segment %d: %s", v->index, m.id, strerror(-m.result));
+	send_drop(k, v, idx, rec_of(k, idx)->id, punch);
 }
 
 int vault_rss(struct keeper *k, uint32_t idx, uint64_t *rss)
@@ -355,7 +507,7 @@ int vault_rss(struct keeper *k, uint32_t idx, uint64_t *rss)
 	struct vault_msg m = { .op = VAULT_RSS, .slot = idx, .id = rec_of(k, idx)->id };
 	struct vault *v = vault_of(k, idx);
 
-	if (!v || call(k, v, &m, -1, NULL) < 0)
+	if (!v || v->slow || call(k, v, &m, -1, NULL) < 0)
 		return -EAGAIN;
 	*rss = m.value;
 	return m.result;
@@ -383,10 +535,13 @@ static uint64_t rss_all(struct keeper *k, struct vault *v)
 		r = recv_rep(v, &in, sizeof(in), &rx, deadline);
 		if (r < 0)
 			break;
+		if (discard_late(v, &in, &rx, m.seq))
+			continue;
 		if (rx.fd >= 0)
 			close(rx.fd);
 		n = (uint32_t)in.hdr.result;
 		if (rx.fd >= 0 || rx.len < sizeof(in.hdr) || in.hdr.op != VAULT_RSS_ALL ||
+		    in.hdr.seq != m.seq ||
 		    in.hdr.result < 0 || n > VAULT_RSS_CHUNK ||
 		    rx.len != sizeof(in.hdr) + n * sizeof(in.e[0])) {
 			r = -EPROTO;
@@ -402,7 +557,11 @@ static uint64_t rss_all(struct keeper *k, struct vault *v)
 		if (in.hdr.flags & VAULT_LAST)
 			return sum;
 	}
-	vault_lost(k, v, r == -ECONNRESET ? "it died" : strerror(-r));
+	if (r == -ETIMEDOUT)
+		/* the rest of its chunks are discarded as they come */
+		timed_out(v, m.seq, "a SYNC");
+	else
+		vault_lost(k, v, r == -ECONNRESET ? "it died" : strerror(-r));
 	return sum;
 }
 
@@ -412,26 +571,23 @@ uint64_t vault_rss_all(struct keeper *k)
 	uint64_t sum = 0;
 
 	for (uint32_t i = 0; i < k->nvaults; i++)
-		if (k->vaults[i]->sock >= 0 && k->vaults[i]->count)
+		if (k->vaults[i]->sock >= 0 && !k->vaults[i]->slow && k->vaults[i]->count)
 			sum += rss_all(k, k->vaults[i]);
 	return sum;
 }
 
-/* Its socket is readable outside a request: it died, or it is broken. */
+/* Its socket is readable outside a request: late replies (a DROP's, or
+ * one we stopped waiting for), or it died, or it is broken. */
 void vault_event(struct keeper *k, struct vault *v)
 {
-	char buf[sizeof(struct vault_msg)];
-	struct shmx_sock_rx rx;
 	int r;
 
 	if (v->sock < 0)
 		return;         /* lost earlier in this batch */
-	r = shmx_sock_recv(v->sock, buf, sizeof(buf), MSG_DONTWAIT, &rx);
-	if (r == -EAGAIN)
-		return;         /* an event of an earlier vault in this slot */
-	if (r == 0 && rx.fd >= 0)
-		close(rx.fd);
-	vault_lost(k, v, r == -ECONNRESET ? "it died" : r < 0 ? strerror(-r) : "a message unasked");
+	r = drain_late(v);
+	if (r < 0)
+		vault_lost(k, v, r == -ECONNRESET ? "it died" :
+			   r == -EPROTO ? "a message unasked" : strerror(-r));
 }
 
 /* Lost vaults that were still dying: reaped on the tick. */

@@ -4,7 +4,9 @@
  * descriptor table has no room for (store.c decides which, vault.c is the
  * keeper's side, vaultd.c the vault's).  Keeper and vault talk over a
  * SOCK_SEQPACKET socketpair: one fixed-size request, one reply, descriptors
- * as SCM_RIGHTS.  Nothing here is a client protocol: both ends are shmxd,
+ * as SCM_RIGHTS.  Replies come in order and carry their request's number, so
+ * a reply the keeper stopped waiting for (or never waits for: DROP) is
+ * recognized and discarded when it comes.  Nothing here is a client protocol: both ends are shmxd,
  * the same binary, so no version is needed.
  */
 #ifndef SHMXD_VAULT_H
@@ -35,7 +37,8 @@ struct vault_msg {
 	int32_t result;                 /* reply: 0 or -errno; HELLO: capacity;
 					 * RSS_ALL: entries that follow */
 	uint32_t flags;
-	uint32_t reserved;
+	uint32_t seq;                   /* the keeper's request number, echoed in
+					 * the reply: a late one is told apart */
 	uint64_t value;                 /* RSS: bytes */
 };
 

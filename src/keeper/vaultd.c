@@ -58,6 +58,7 @@ static int answer(struct vault_state *vs, const struct vault_msg *req, int32_t r
 {
 	struct vault_msg rep = {
 		.op = req->op, .slot = req->slot, .id = req->id, .result = result, .value = value,
+		.seq = req->seq,
 	};
 
 	return shmx_sock_send(vs->sock, &rep, sizeof(rep), fd, 0);
@@ -84,9 +85,15 @@ static int put(struct vault_state *vs, const struct vault_msg *req, int fd)
 		return -EINVAL;
 	}
 	h = &vs->slots[req->slot];
-	if (h->fd1) {
+	if (h->fd1 && h->id == req->id) {
 		close(fd);
 		return -EEXIST;
+	}
+	/* another id in the slot: a segment the keeper destroyed while its DROP
+	 * could not reach us; the keeper's word is the newer one */
+	if (h->fd1) {
+		close(h->fd1 - 1);
+		vs->count--;
 	}
 	h->fd1 = fd + 1;
 	h->id = req->id;
@@ -139,6 +146,7 @@ static int rss_all(struct vault_state *vs, const struct vault_msg *req)
 		out.hdr.op = req->op;
 		out.hdr.result = (int32_t)n;
 		out.hdr.flags = end ? VAULT_LAST : 0;
+		out.hdr.seq = req->seq;
 		r = shmx_sock_send(vs->sock, &out, sizeof(out.hdr) + n * sizeof(out.e[0]), -1, 0);
 		if (r < 0 || end)
 			return r;
