@@ -72,23 +72,31 @@ const char *tc_helper_path(void)
 
 /* ---- processes ---- */
 
+ssize_t tc_read_proc(pid_t pid, const char *name, char *buf, size_t n)
+{
+	char path[64];
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	len = read(fd, buf, n - 1);
+	close(fd);
+	if (len > 0)
+		buf[len] = 0;
+	return len;
+}
+
 bool tc_pid_alive(pid_t pid)
 {
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
+	char buf[512], *p;
 
 	if (pid <= 0)
 		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (tc_read_proc(pid, "stat", buf, sizeof(buf)) <= 0)
 		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
 	p = strrchr(buf, ')');
 	if (!p || p[1] != ' ')
 		return false;
@@ -165,22 +173,15 @@ int tc_find_keepers(const char *dir, pid_t *pids, int max)
 	if (!d)
 		return 0;
 	while ((e = readdir(d)) && n < max) {
-		char path[300], cmd[8192];
+		char cmd[8192];
 		pid_t pid = (pid_t)atoi(e->d_name);
 		ssize_t len;
-		int fd;
 
 		if (pid <= 0 || pid == getpid())
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		len = read(fd, cmd, sizeof(cmd) - 1);
-		close(fd);
+		len = tc_read_proc(pid, "cmdline", cmd, sizeof(cmd));
 		if (len <= 0)
 			continue;
-		cmd[len] = 0;
 		if (cmdline_names(cmd, (size_t)len, dir) && tc_pid_alive(pid))
 			pids[n++] = pid;
 	}
@@ -294,6 +295,18 @@ void tc_stat(int id, struct shmx_ds *ds)
 
 	if (r < 0)
 		fail_msg("shmx_ctl(%d, STAT): %s", id, strerror(-r));
+}
+
+bool tc_listed(int id)
+{
+	struct shmx_ds ds[64];
+	int n = shmx_list(ds, 64);
+
+	assert_true(n >= 0 && n <= 64);
+	for (int i = 0; i < n; i++)
+		if (ds[i].id == id)
+			return true;
+	return false;
 }
 
 long long tc_wait_nattch(int id, uint64_t want, int timeout_ms)

@@ -93,6 +93,12 @@ bool tc_nobody_can_run_keeper(void);
 		}							\
 	} while (0)
 
+/*
+ * Reads /proc/PID/NAME into buf, at most n - 1 bytes and NUL-terminated;
+ * returns the bytes read, 0 or less if there were none to read.
+ */
+ssize_t tc_read_proc(pid_t pid, const char *name, char *buf, size_t n);
+
 /* A process exists and is not a zombie. */
 bool tc_pid_alive(pid_t pid);
 
@@ -147,6 +153,12 @@ int tc_readline(struct tc_child *c, char *line, size_t n, int timeout_ms);
 const char *tc_expect(struct tc_child *c, const char *prefix);
 /* The number after prefix. */
 long long tc_expect_num(struct tc_child *c, const char *prefix);
+
+/*
+ * A helper that creates segment tc_key(n) of size bytes (mode 0600),
+ * attaches it, fills it with seed and then sits idle; *id is the segment.
+ */
+struct tc_child *tc_holder(int n, size_t size, unsigned seed, int *id);
 
 /* Writes one command line to its stdin (no SIGPIPE if it is gone). */
 void tc_send(struct tc_child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -218,6 +230,8 @@ int tc_raw_call(int sock, const struct shmx_req *req, int passfd);
 int tc_create(key_t key, size_t size, int mode);
 void *tc_attach(int id, int flags);
 void tc_stat(int id, struct shmx_ds *ds);
+/* Whether shmx_list() shows the id (among the first 64; asserts it works). */
+bool tc_listed(int id);
 
 /*
  * Polls STAT until nattch == want; returns the last nattch seen (or a

@@ -207,6 +207,19 @@ void tc_child_kill(struct tc_child *c)
 	c->pid = 0;
 }
 
+struct tc_child *tc_holder(int n, size_t size, unsigned seed, int *id)
+{
+	struct tc_child *c;
+	char key[32], sz[32], s[16];
+
+	snprintf(key, sizeof(key), "%d", (int)tc_key(n));
+	snprintf(sz, sizeof(sz), "%zu", size);
+	snprintf(s, sizeof(s), "%u", seed);
+	c = tc_spawn("hold", key, sz, "01600", s, NULL);
+	*id = (int)tc_expect_num(c, "attached ");
+	return c;
+}
+
 void tc_child_wait_ok(struct tc_child *c)
 {
 	pid_t pid = c->pid;

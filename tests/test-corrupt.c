@@ -22,14 +22,7 @@
 /* A helper holding segment tc_key(n), filled with seed n. */
 static struct tc_child *holder(int n, int *id)
 {
-	struct tc_child *c;
-	char key[32], seed[16];
-
-	snprintf(key, sizeof(key), "%d", (int)tc_key(n));
-	snprintf(seed, sizeof(seed), "%d", n);
-	c = tc_spawn("hold", key, "8192", "01600", seed, NULL);
-	*id = (int)tc_expect_num(c, "attached ");
-	return c;
+	return tc_holder(n, SIZE, (unsigned)n, id);
 }
 
 /* Keepers that started serving this namespace, and whether any crashed (keeper.log). */
@@ -77,6 +70,28 @@ static int open_registry(struct shmx_reg_header *h)
 static void write_at(int fd, const void *buf, size_t len, uint64_t off)
 {
 	assert_int_equal(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
+}
+
+/* Cuts the registry file down to len bytes. */
+static void truncate_registry(off_t len)
+{
+	int fd = open_registry(NULL);
+
+	assert_int_equal(ftruncate(fd, len), 0);
+	close(fd);
+}
+
+static void read_header(struct shmx_reg_header *h)
+{
+	close(open_registry(h));
+}
+
+static void write_header(const struct shmx_reg_header *h)
+{
+	int fd = open_registry(NULL);
+
+	write_at(fd, h, sizeof(*h), 0);
+	close(fd);
 }
 
 /*
@@ -155,42 +170,32 @@ static void bad_magic(void **state)
 
 static void truncated_to_100_bytes(void **state)
 {
-	int fd;
-
 	(void)state;
 	tc_create(tc_key(1), SIZE, 0600);
 	kill_keeper();
-	fd = open_registry(NULL);
-	assert_int_equal(ftruncate(fd, 100), 0);
-	close(fd);
+	truncate_registry(100);
 	works_again();
 }
 
 static void truncated_to_nothing(void **state)
 {
-	int fd;
-
 	(void)state;
 	tc_create(tc_key(1), SIZE, 0600);
 	kill_keeper();
-	fd = open_registry(NULL);
-	assert_int_equal(ftruncate(fd, 0), 0);
-	close(fd);
+	truncate_registry(0);
 	works_again();
 }
 
 static void truncated_tables(void **state)
 {
 	struct tc_child *h;
-	int fd, id;
+	int id;
 
 	(void)state;
 	h = holder(1, &id);
 	kill_keeper();
 	/* a sound header over a file too short for its tables */
-	fd = open_registry(NULL);
-	assert_int_equal(ftruncate(fd, SHMX_REG_HEADER_SIZE + 4096), 0);
-	close(fd);
+	truncate_registry(SHMX_REG_HEADER_SIZE + 4096);
 	works_again();
 	(void)h;
 }
@@ -198,52 +203,46 @@ static void truncated_tables(void **state)
 static void absurd_max_segments(void **state)
 {
 	struct shmx_reg_header h;
-	int fd;
 
 	(void)state;
 	tc_create(tc_key(1), SIZE, 0600);
 	kill_keeper();
-	fd = open_registry(&h);
+	read_header(&h);
 	h.max_segments = 0xffffffffu;
-	write_at(fd, &h, sizeof(h), 0);
-	close(fd);
+	write_header(&h);
 	works_again();
 }
 
 static void absurd_sizes_in_header(void **state)
 {
 	struct shmx_reg_header h;
-	int fd;
 
 	(void)state;
 	tc_create(tc_key(1), SIZE, 0600);
 	kill_keeper();
-	fd = open_registry(&h);
+	read_header(&h);
 	h.max_segments = SHMX_MAX_SEGMENTS_LIMIT;
 	h.hash_size = 0x80000000u;
 	h.max_holders = 0xffffffffu;
 	h.file_size = UINT64_C(1) << 62;
 	h.header_size = 16;
-	write_at(fd, &h, sizeof(h), 0);
-	close(fd);
+	write_header(&h);
 	works_again();
 }
 
 static void zero_limits_in_header(void **state)
 {
 	struct shmx_reg_header h;
-	int fd;
 
 	(void)state;
 	tc_create(tc_key(1), SIZE, 0600);
 	kill_keeper();
-	fd = open_registry(&h);
+	read_header(&h);
 	h.max_segsz = 0;
 	h.max_total = 0;
 	h.segments = UINT64_MAX;
 	h.total = UINT64_MAX;
-	write_at(fd, &h, sizeof(h), 0);
-	close(fd);
+	write_header(&h);
 	works_again();
 }
 
@@ -466,15 +465,13 @@ static void decoy_descriptor_is_never_adopted(void **state)
 static void keeper_pid_names_another_process(void **state)
 {
 	struct shmx_reg_header h;
-	int fd;
 
 	(void)state;
 	tc_create(tc_key(1), SIZE, 0600);
 	kill_keeper();
-	fd = open_registry(&h);
+	read_header(&h);
 	h.keeper_pid = getpid();                /* alive, and not a keeper */
-	write_at(fd, &h, sizeof(h), 0);
-	close(fd);
+	write_header(&h);
 	works_again();
 	assert_int_not_equal(tc_keeper_pid(), getpid());
 }

@@ -12,18 +12,6 @@
 
 #define PAGE ((size_t)sysconf(_SC_PAGESIZE))
 
-static bool listed(int id)
-{
-	struct shmx_ds ds[64];
-	int n = shmx_list(ds, 64);
-
-	assert_true(n >= 0 && n <= 64);
-	for (int i = 0; i < n; i++)
-		if (ds[i].id == id)
-			return true;
-	return false;
-}
-
 static void stat_of_a_new_segment(void **state)
 {
 	time_t t0 = time(NULL);
@@ -186,10 +174,10 @@ static void rmid_of_attached_segment_defers_destroy(void **state)
 	assert_int_equal(tc_verify(p, 4 * PAGE, 6), -1);
 	tc_fill(p, 4 * PAGE, 7);
 	assert_int_equal(tc_verify(p, 4 * PAGE, 7), -1);
-	assert_true(listed(id));
+	assert_true(tc_listed(id));
 	assert_int_equal(shmx_dt(p), 0);
 	assert_int_equal(shmx_ctl(id, SHMX_STAT, &ds), -EIDRM);
-	assert_false(listed(id));
+	assert_false(tc_listed(id));
 	/* the new segment under the old key is untouched, and fresh */
 	tc_stat(id2, &ds);
 	assert_int_equal(ds.status, 0);
@@ -211,7 +199,7 @@ static void rmid_of_unattached_segment_destroys_now(void **state)
 	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
 	assert_int_equal(shmx_ctl(id, SHMX_STAT, &ds), -EIDRM);
 	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), -EIDRM);
-	assert_false(listed(id));
+	assert_false(tc_listed(id));
 	assert_int_equal(shmx_info(&info), 0);
 	assert_int_equal(info.segments, 0);
 	assert_int_equal(info.total, 0);

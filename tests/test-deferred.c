@@ -13,18 +13,6 @@
 #include "common.h"
 #include "proto.h"
 
-static bool listed(int id)
-{
-	struct shmx_ds ds[64];
-	int n = shmx_list(ds, 64);
-
-	assert_true(n >= 0 && n <= 64);
-	for (int i = 0; i < n; i++)
-		if (ds[i].id == id)
-			return true;
-	return false;
-}
-
 /* Two helpers hold the segment; returns its id. */
 static int two_holders(struct tc_child **a, struct tc_child **b)
 {
@@ -52,7 +40,7 @@ static void survives_until_both_detach(void **state)
 	tc_stat(id, &ds);
 	assert_true(ds.status & SHMX_DEST);
 	assert_int_equal(ds.nattch, 2);
-	assert_true(listed(id));
+	assert_true(tc_listed(id));
 
 	/* still shared memory between them */
 	tc_send(a, "fill 5");
@@ -71,7 +59,7 @@ static void survives_until_both_detach(void **state)
 	tc_send(b, "dt");
 	tc_expect(b, "detached");
 	assert_int_equal(shmx_ctl(id, SHMX_STAT, &ds), -EIDRM);
-	assert_false(listed(id));
+	assert_false(tc_listed(id));
 }
 
 static void survives_until_both_die(void **state)
@@ -92,7 +80,7 @@ static void survives_until_both_die(void **state)
 	tc_expect(b, "filled");
 	tc_child_kill(b);
 	assert_int_equal(tc_wait_gone(id, TC_1S), -EIDRM);
-	assert_false(listed(id));
+	assert_false(tc_listed(id));
 	assert_int_equal(shmx_info(&info), 0);
 	assert_int_equal(info.segments, 0);
 	assert_int_equal(info.total, 0);

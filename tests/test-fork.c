@@ -26,6 +26,14 @@ static void wait_go(struct seg *s)
 		;
 }
 
+/* Lets the child carry on; it must then exit with 0. */
+static void release_child(struct tc_fork *f, struct seg *s)
+{
+	close(s->go[1]);
+	assert_int_equal(tc_fork_finish(f, TC_REPLY_MS), 0);
+	close(s->go[0]);
+}
+
 static uint64_t nattch(int id)
 {
 	struct shmx_ds ds;
@@ -64,9 +72,7 @@ static void child_sees_data_and_is_counted(void **state)
 	tc_fork_start(&f, (uid_t)-1, 0, child_checks_and_waits, &s);
 	/* counted before either process runs on */
 	assert_int_equal(nattch(s.id), 2);
-	close(s.go[1]);
-	assert_int_equal(tc_fork_finish(&f, TC_REPLY_MS), 0);
-	close(s.go[0]);
+	release_child(&f, &s);
 	assert_int_equal(tc_wait_nattch(s.id, 1, TC_1S), 1);
 	assert_int_equal(tc_verify(s.p, SIZE, 3), -1);
 	assert_int_equal(shmx_dt(s.p), 0);
@@ -166,9 +172,7 @@ static void child_detaches_its_inherited_attachment(void **state)
 	tc_fork_start(&f, (uid_t)-1, 0, child_detaches, &s);
 	/* once it has, the count is the parent's alone, while the child lives */
 	assert_int_equal(tc_wait_nattch(s.id, 1, TC_1S), 1);
-	close(s.go[1]);
-	assert_int_equal(tc_fork_finish(&f, TC_REPLY_MS), 0);
-	close(s.go[0]);
+	release_child(&f, &s);
 	assert_int_equal(nattch(s.id), 1);
 	assert_int_equal(tc_verify(s.p, SIZE, 3), -1);
 	assert_int_equal(shmx_dt(s.p), 0);

@@ -38,34 +38,21 @@ static int find_vaults(pid_t keeper, pid_t *pids, int max)
 
 	assert_non_null(d);
 	while ((e = readdir(d)) && n < max) {
-		char path[300], buf[512], *p;
+		char buf[512], *p;
 		pid_t pid = (pid_t)atoi(e->d_name);
 		ssize_t len;
-		int fd, ppid;
+		int ppid;
 
 		if (pid <= 0)
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		if (tc_read_proc(pid, "stat", buf, sizeof(buf)) <= 0)
 			continue;
-		len = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
-		buf[len] = 0;
 		p = strrchr(buf, ')');
 		if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1 || ppid != keeper)
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		len = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
+		len = tc_read_proc(pid, "cmdline", buf, sizeof(buf));
 		if (len <= 0)
 			continue;
-		buf[len] = 0;
 		/* argv[1] */
 		if (strlen(buf) + 1 < (size_t)len && strcmp(buf + strlen(buf) + 1, "--vault") == 0 &&
 		    tc_pid_alive(pid))

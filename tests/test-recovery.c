@@ -21,19 +21,6 @@
 
 #define SIZE 65536
 
-/* A helper that creates, attaches, writes and then sits idle. */
-static struct tc_child *idle_holder(int n, unsigned seed, int *id)
-{
-	struct tc_child *c;
-	char key[32], s[16];
-
-	snprintf(key, sizeof(key), "%d", (int)tc_key(n));
-	snprintf(s, sizeof(s), "%u", seed);
-	c = tc_spawn("hold", key, "65536", "01600", s, NULL);
-	*id = (int)tc_expect_num(c, "attached ");
-	return c;
-}
-
 static pid_t kill_the_keeper(void)
 {
 	pid_t pid = tc_keeper_pid();
@@ -76,7 +63,7 @@ static void idle_holder_is_found_and_counted(void **state)
 	int id;
 
 	(void)state;
-	h = idle_holder(1, 17, &id);
+	h = tc_holder(1, SIZE, 17, &id);
 	tc_stat(id, &ds);
 	assert_int_equal(ds.nattch, 1);
 	old = kill_the_keeper();
@@ -136,7 +123,7 @@ static void unheld_segments_are_gone(void **state)
 	int held, loose;
 
 	(void)state;
-	h = idle_holder(1, 3, &held);
+	h = tc_holder(1, SIZE, 3, &held);
 	loose = tc_create(tc_key(2), 4096, 0600);
 	kill_the_keeper();
 	assert_int_equal(shmx_info(&info), 0);
@@ -191,7 +178,7 @@ static void recovers_twice(void **state)
 	int id;
 
 	(void)state;
-	h = idle_holder(1, 5, &id);
+	h = tc_holder(1, SIZE, 5, &id);
 	kill_the_keeper();
 	stat_soon(id, &ds);
 	assert_int_equal(ds.nattch, 1);
@@ -213,7 +200,7 @@ static void ids_stay_and_new_segments_work(void **state)
 	void *p;
 
 	(void)state;
-	h = idle_holder(1, 5, &id);
+	h = tc_holder(1, SIZE, 5, &id);
 	kill_the_keeper();
 	stat_soon(id, &ds);
 	assert_int_equal(ds.id, id);
@@ -237,7 +224,7 @@ static void removed_segment_stays_removed(void **state)
 	int id;
 
 	(void)state;
-	h = idle_holder(1, 8, &id);
+	h = tc_holder(1, SIZE, 8, &id);
 	assert_int_equal(shmx_ctl(id, SHMX_RMID, NULL), 0);
 	kill_the_keeper();
 	stat_soon(id, &ds);
@@ -317,7 +304,7 @@ static void replaced_registry_loses_its_magic(void **state)
 	int fd, nfd, id;
 
 	(void)state;
-	holder = idle_holder(1, 4, &id);
+	holder = tc_holder(1, SIZE, 4, &id);
 	old = tc_keeper_pid();
 	/* as a client maps it */
 	fd = open(tc_path("registry"), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -434,15 +421,12 @@ static void unconsumed_attach_of_an_idle_holder_is_counted(void **state)
 {
 	struct tc_child *h;
 	struct shmx_ds ds;
-	char key[32];
 	pid_t keeper;
 	int id;
 
 	(void)state;
-	snprintf(key, sizeof(key), "%d", (int)tc_key(1));
 	/* the helper starts the keeper; nothing of ours syncs before the kill */
-	h = tc_spawn("hold", key, "65536", "01600", "37", NULL);
-	id = (int)tc_expect_num(h, "attached ");
+	h = tc_holder(1, SIZE, 37, &id);
 	keeper = tc_registry_keeper_pid(tc_dir());
 	assert_true(keeper > 0);
 	tc_kill_keeper(keeper);
@@ -473,7 +457,7 @@ static void attach_recorded_while_the_keeper_is_stopped_is_counted(void **state)
 	int id;
 
 	(void)state;
-	h = idle_holder(1, 41, &id);
+	h = tc_holder(1, SIZE, 41, &id);
 	tc_stat(id, &ds);
 	assert_int_equal(ds.nattch, 1);
 	keeper = tc_keeper_pid();

@@ -98,6 +98,18 @@ static int attach(int id, int flags, int count)
 	return 0;
 }
 
+/* shmx_get(), then one attachment: the id, or the first negative error. */
+static int get_and_attach(key_t key, size_t size, int getflags, int atflags)
+{
+	int id = shmx_get(key, size, getflags);
+	int r;
+
+	if (id < 0)
+		return id;
+	r = attach(id, atflags, 1);
+	return r < 0 ? r : id;
+}
+
 /* Reads one line from stdin; 0 at end of input. */
 static int next_command(char *line, size_t n)
 {
@@ -198,15 +210,11 @@ static int cmd_create(char **a)
 
 static int cmd_check(char **a)
 {
-	int id = shmx_get((key_t)num(a[0]), 0, 0);
+	int id = get_and_attach((key_t)num(a[0]), 0, 0, SHMX_RDONLY);
 	long bad;
-	int r;
 
 	if (id < 0)
 		return fail(id);
-	r = attach(id, SHMX_RDONLY, 1);
-	if (r < 0)
-		return fail(r);
 	bad = tc_verify(att[0], held_size, (unsigned)num(a[1]));
 	if (bad >= 0) {
 		say("bad %ld", bad);
@@ -228,14 +236,10 @@ static int cmd_get(char **a)
 
 static int cmd_hold(char **a)
 {
-	int id = shmx_get((key_t)num(a[0]), (size_t)num(a[1]), (int)num(a[2]));
-	int r;
+	int id = get_and_attach((key_t)num(a[0]), (size_t)num(a[1]), (int)num(a[2]), 0);
 
 	if (id < 0)
 		return fail(id);
-	r = attach(id, 0, 1);
-	if (r < 0)
-		return fail(r);
 	if (num(a[3]) >= 0)
 		tc_fill(att[0], held_size, (unsigned)num(a[3]));
 	say("attached %d", id);
@@ -359,15 +363,12 @@ static int fork_orphan(char **a)
 {
 	size_t size = (size_t)num(a[1]);
 	unsigned seed = (unsigned)num(a[2]);
-	int id = shmx_get((key_t)num(a[0]), size, SHMX_CREAT | 0600);
+	int id = get_and_attach((key_t)num(a[0]), size, SHMX_CREAT | 0600, 0);
 	pid_t parent = getpid(), child;
 	int r;
 
 	if (id < 0)
 		return fail(id);
-	r = attach(id, 0, 1);
-	if (r < 0)
-		return fail(r);
 	tc_fill(att[0], size, seed);
 	child = fork();
 	if (child < 0)
