@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The keeper's side of its vaults (vault.h): starting them, one synchronous
- * request at a time, and losing one.
+ * request at a time, and losing one.  The wire itself - numbered requests,
+ * deadlines, late replies - is vaultwire.c.
  *
  * A vault is our own child and answers in microseconds, so the keeper waits
  * for each reply, but never longer than VAULT_TIMEOUT_MS.  A vault that does
@@ -22,7 +23,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,23 +38,12 @@
 #include "util/sock.h"
 #include "util/sys.h"
 #include "vault.h"
+#include "vaultwire.h"
 
-#define VAULT_TIMEOUT_MS 3000
 #define VAULT_MAX 1024
 #define VAULT_BACKOFF_MS 1000
 #define VAULT_BACKOFF_MAX_MS 30000
 
-struct vault {
-	struct src src;                 /* first: epoll data.ptr (SRC_VAULT) */
-	int sock;                       /* -1: lost (the struct stays, for reuse) */
-	pid_t pid;                      /* 0 once reaped */
-	int index;                      /* in k->vaults, what kseg.vault names */
-	uint32_t count;                 /* descriptors it holds */
-	uint32_t cap;                   /* descriptors it may hold */
-	uint32_t seq;                   /* the last request's number */
-	uint32_t late;                  /* the number of one it did not answer in time */
-	bool slow;                      /* until it answers that: ask nothing that waits */
-};
 
 /* The child, between fork and exec: only async-signal-safe calls. */
 __attribute__((noreturn))
@@ -86,117 +75,6 @@ static void vault_exec(int sock, pid_t keeper, bool logging)
 	 * report rings, locked segments) alive in every vault */
 	execv("/proc/self/exe", argv);
 	_exit(127);
-}
-
-static int wait_io(struct vault *v, short events, int64_t deadline)
-{
-	struct pollfd pfd = { .fd = v->sock, .events = events };
-
-	for (;;) {
-		int64_t left = deadline - shmx_mono_ms();
-		int n;
-
-		n = poll(&pfd, 1, left < 0 ? 0 : (int)left);
-		if (n > 0)
-			return 0;
-		if (n == 0)
-			return -ETIMEDOUT;
-		if (errno != EINTR)
-			return -errno;
-	}
-}
-
-static int recv_rep(struct vault *v, void *buf, size_t cap, struct shmx_sock_rx *rx,
-		    int64_t deadline)
-{
-	for (;;) {
-		int r = shmx_sock_recv(v->sock, buf, cap, MSG_DONTWAIT, rx);
-
-		if (r != -EAGAIN)
-			return r;
-		r = wait_io(v, POLLIN, deadline);
-		if (r < 0)
-			return r;
-	}
-}
-
-/*
- * A reply to a request other than want that we no longer wait for: closed
- * and forgotten (true).  A reply to the one that timed out, or a later one,
- * shows that the vault answers again.
- */
-static bool discard_late(struct vault *v, const void *buf, struct shmx_sock_rx *rx, uint32_t want)
-{
-	struct vault_msg m;
-
-	if (rx->len < sizeof(m))
-		return false;
-	memcpy(&m, buf, sizeof(m));
-	/* only a number already sent: a reply to nothing is nonsense */
-	if (m.seq == want || (int32_t)(v->seq - m.seq) < 0)
-		return false;
-	if (rx->fd >= 0)
-		close(rx->fd);
-	rx->fd = -1;
-	if (m.op == VAULT_DROP && m.result < 0)
-		log_warn("vault %d: dropping segment %d: %s", v->index, m.id, strerror(-m.result));
-	if (v->slow && (int32_t)(m.seq - v->late) >= 0) {
-		v->slow = false;
-		log_info("vault %d (pid %d) answers again", v->index, (int)v->pid);
-	}
-	return true;
-}
-
-/* Every late reply there is, discarded; < 0 on a hang-up or nonsense. */
-static int drain_late(struct vault *v)
-{
-	char buf[sizeof(struct vault_msg) + 8];
-	struct shmx_sock_rx rx;
-
-	for (;;) {
-		int r = shmx_sock_recv(v->sock, buf, sizeof(buf), MSG_DONTWAIT, &rx);
-
-		if (r == -EAGAIN)
-			return 0;
-		if (r < 0)
-			return r;
-		/* want: a number not sent yet, so that every reply is late */
-		if (!discard_late(v, buf, &rx, v->seq + 1)) {
-			if (rx.fd >= 0)
-				close(rx.fd);
-			return -EPROTO;
-		}
-	}
-}
-
-/* Sends m as the next request (numbered in m->seq). */
-static int send_req(struct vault *v, struct vault_msg *m, int fd, int64_t deadline)
-{
-	m->seq = ++v->seq;
-	for (;;) {
-		int r = shmx_sock_send(v->sock, m, sizeof(*m), fd, MSG_DONTWAIT);
-
-		if (r != -EAGAIN)
-			return r;
-		/* the vault may be blocked sending replies nobody reads yet
-		 * (DROPs'): read them, or it never reads our request */
-		r = drain_late(v);
-		if (r < 0)
-			return r;
-		r = wait_io(v, POLLOUT | POLLIN, deadline);
-		if (r < 0)
-			return r;
-	}
-}
-
-/* The request numbered seq is given up on: its reply will be discarded. */
-static void timed_out(struct vault *v, uint32_t seq, const char *what)
-{
-	if (!v->slow)
-		log_warn("vault %d (pid %d) did not answer %s within %d ms: it is slow, not lost",
-			 v->index, (int)v->pid, what, VAULT_TIMEOUT_MS);
-	v->slow = true;
-	v->late = seq;
 }
 
 static void unwatch(struct keeper *k, struct vault *v)
@@ -241,6 +119,12 @@ static void vault_lost(struct keeper *k, struct vault *v, const char *why)
 	}
 	log_error("vault %d (pid %d) lost (%s): %u segments, %u of them held by clients",
 		  v->index, (int)pid, why, lost, held);
+}
+
+/* Why a failed exchange with a vault lost it, for the log. */
+static const char *lost_why(int r)
+{
+	return r == -ECONNRESET || r == -EPIPE ? "it died" : strerror(-r);
 }
 
 /* NULL, and no other start for a while. */
@@ -301,7 +185,7 @@ static struct vault *vault_start(struct keeper *k, struct vault *v)
 		return start_failed(k, strerror(r));
 	}
 	fcntl(v->sock, F_SETFL, O_NONBLOCK);
-	r = recv_rep(v, &hello, sizeof(hello), &rx, deadline);
+	r = vwire_recv(v, &hello, sizeof(hello), &rx, deadline);
 	if (r == 0 && rx.fd >= 0)
 		close(rx.fd);
 	if (r == 0 && (rx.len != sizeof(hello) || rx.truncated || hello.op != VAULT_HELLO ||
@@ -370,18 +254,18 @@ static int call(struct keeper *k, struct vault *v, struct vault_msg *m, int pass
 	struct shmx_sock_rx rx;
 	int r;
 
-	r = send_req(v, m, passfd, deadline);
+	r = vwire_send(v, m, passfd, deadline);
 	while (r == 0) {
-		r = recv_rep(v, u.buf, sizeof(u.buf), &rx, deadline);
-		if (r < 0 || !discard_late(v, u.buf, &rx, m->seq))
+		r = vwire_recv(v, u.buf, sizeof(u.buf), &rx, deadline);
+		if (r < 0 || !vwire_discard_late(v, u.buf, &rx, m->seq))
 			break;
 	}
 	if (r == -ETIMEDOUT) {
-		timed_out(v, m->seq, "a request");
+		vwire_timed_out(v, m->seq, "a request");
 		return r;
 	}
 	if (r < 0) {
-		vault_lost(k, v, r == -ECONNRESET ? "it died" : strerror(-r));
+		vault_lost(k, v, lost_why(r));
 		return -EIO;
 	}
 	if (rx.len != sizeof(u.rep) || rx.extra_fds || u.rep.op != m->op ||
@@ -417,14 +301,14 @@ static void send_drop(struct keeper *k, struct vault *v, uint32_t idx, int id, b
 	};
 	/* a slow vault gets no wait: one that does not read would cost each */
 	int64_t deadline = shmx_mono_ms() + (v->slow ? 0 : VAULT_TIMEOUT_MS);
-	int r = send_req(v, &m, -1, deadline);
+	int r = vwire_send(v, &m, -1, deadline);
 
 	if (r == -ETIMEDOUT) {
 		log_warn("vault %d: segment %d cannot be dropped now: its memory stays until the vault ends",
 			 v->index, id);
-		timed_out(v, m.seq, "a drop");
+		vwire_timed_out(v, m.seq, "a drop");
 	} else if (r < 0) {
-		vault_lost(k, v, r == -ECONNRESET || r == -EPIPE ? "it died" : strerror(-r));
+		vault_lost(k, v, lost_why(r));
 	}
 }
 
@@ -528,14 +412,14 @@ static uint64_t rss_all(struct keeper *k, struct vault *v)
 	uint64_t sum = 0;
 	int r;
 
-	r = send_req(v, &m, -1, deadline);
+	r = vwire_send(v, &m, -1, deadline);
 	while (r == 0) {
 		uint32_t n;
 
-		r = recv_rep(v, &in, sizeof(in), &rx, deadline);
+		r = vwire_recv(v, &in, sizeof(in), &rx, deadline);
 		if (r < 0)
 			break;
-		if (discard_late(v, &in, &rx, m.seq))
+		if (vwire_discard_late(v, &in, &rx, m.seq))
 			continue;
 		if (rx.fd >= 0)
 			close(rx.fd);
@@ -559,9 +443,9 @@ static uint64_t rss_all(struct keeper *k, struct vault *v)
 	}
 	if (r == -ETIMEDOUT)
 		/* the rest of its chunks are discarded as they come */
-		timed_out(v, m.seq, "a SYNC");
+		vwire_timed_out(v, m.seq, "a SYNC");
 	else
-		vault_lost(k, v, r == -ECONNRESET ? "it died" : strerror(-r));
+		vault_lost(k, v, lost_why(r));
 	return sum;
 }
 
@@ -584,10 +468,9 @@ void vault_event(struct keeper *k, struct vault *v)
 
 	if (v->sock < 0)
 		return;         /* lost earlier in this batch */
-	r = drain_late(v);
+	r = vwire_drain_late(v);
 	if (r < 0)
-		vault_lost(k, v, r == -ECONNRESET ? "it died" :
-			   r == -EPROTO ? "a message unasked" : strerror(-r));
+		vault_lost(k, v, r == -EPROTO ? "a message unasked" : lost_why(r));
 }
 
 /* Lost vaults that were still dying: reaped on the tick. */
