@@ -34,10 +34,10 @@ int shmx_pidfd_getfd(int pidfd, int targetfd)
 	return fd < 0 ? -errno : fd;
 }
 
-uint64_t shmx_proc_starttime(pid_t pid)
+int shmx_proc_stat(pid_t pid, char *statep, uint64_t *startp)
 {
-	char path[64], buf[1024];
-	unsigned long long start = 0;
+	char path[64], buf[1024], state;
+	unsigned long long start;
 	ssize_t n;
 	char *p;
 	int fd;
@@ -45,21 +45,43 @@ uint64_t shmx_proc_starttime(pid_t pid)
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return n < 0 ? -errno : -ESRCH;
 	buf[n] = '\0';
 	/* the command name may hold spaces and parentheses: skip to the last ')' */
 	p = strrchr(buf, ')');
 	if (!p)
-		return 0;
+		return -EIO;
 	/* after ") " come fields 3 (state) .. 22 (starttime) */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-		   &start) != 1)
-		return 0;
-	return start;
+	if (sscanf(p + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+		   &state, &start) != 2)
+		return -EIO;
+	if (statep)
+		*statep = state;
+	if (startp)
+		*startp = start;
+	return 0;
+}
+
+uint64_t shmx_proc_starttime(pid_t pid)
+{
+	uint64_t start;
+
+	return shmx_proc_stat(pid, NULL, &start) < 0 ? 0 : start;
+}
+
+bool shmx_proc_alive(pid_t pid, uint64_t start)
+{
+	uint64_t now_start;
+	char state;
+
+	if (pid <= 0 || shmx_proc_stat(pid, &state, &now_start) < 0)
+		return false;
+	/* a zombie has ended: only its parent has yet to collect it */
+	return state != 'Z' && state != 'X' && now_start == start;
 }
 
 int64_t shmx_now(void)

@@ -3,6 +3,7 @@
 #ifndef SHMX_UTIL_SYS_H
 #define SHMX_UTIL_SYS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -18,8 +19,14 @@ int shmx_memfd_create(const char *name, unsigned flags);
 int shmx_pidfd_open(pid_t pid);
 int shmx_pidfd_getfd(int pidfd, int targetfd);
 
-/* Start time of a process (field 22 of /proc/<pid>/stat), 0 if unknown. */
+/* State (field 3 of /proc/<pid>/stat) and start time (field 22) of a
+ * process; either pointer may be NULL. */
+int shmx_proc_stat(pid_t pid, char *statep, uint64_t *startp);
+/* Start time of a process, 0 if unknown. */
 uint64_t shmx_proc_starttime(pid_t pid);
+/* Whether pid is a running (not zombie) process that started at start: a
+ * later process that reuses the pid is not the same one. */
+bool shmx_proc_alive(pid_t pid, uint64_t start);
 
 /* Wall clock seconds. */
 int64_t shmx_now(void);

@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * <shmx/ring.h>: messages through one segment (layout: ringlayout.h).
+ *
+ * A producer, holding prod_lock, writes a record at tail and then moves tail
+ * past it; a consumer, holding cons_lock, reads the record at head and then
+ * moves head past it.  Each side keeps the other's index as last seen
+ * (r->cached) and reads the shared one only when that says there is not
+ * enough: most calls touch only their own side's cache line and the data.
+ * Membership, locks and sleeping are in ringpeer.c.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmx.h>
+#include <shmx/ring.h>
+
+#include "client.h"
+#include "ring.h"
+#include "util/sys.h"
+
+#define ALIGN8(n) (((n) + 7u) & ~(uint32_t)7u)
+#define INIT_WAIT_MS 1000       /* how long open waits for a creator to finish */
+
+/* A per-thread address: who made a reservation or a peek pending. */
+static __thread char thread_mark;
+#define THIS_THREAD ((uintptr_t)&thread_mark)
+
+/* ------------------------------------------------------------------ */
+/* Opening */
+
+static uint32_t round_capacity(size_t capacity)
+{
+	uint32_t cap = SHMX_RING_MIN_CAP;
+
+	while (cap < capacity)
+		cap <<= 1;
+	return cap;
+}
+
+/* The constants of a ready ring, checked against the segment they are in. */
+static int check_constants(struct shmx_ring *r, size_t segsz)
+{
+	struct shmx_ring_hdr *h = r->hdr;
+	uint32_t cap = h->capacity;
+
+	if (h->version != SHMX_RING_VERSION || h->hdr_size != SHMX_RING_HDR_SIZE ||
+	    cap < SHMX_RING_MIN_CAP || cap > SHMX_RING_MAX_CAP || (cap & (cap - 1)) ||
+	    (size_t)cap + SHMX_RING_HDR_SIZE > segsz || h->max_msg != cap / 2 - SHMX_RING_REC_HDR)
+		return -EBADMSG;
+	r->cap = cap;
+	r->mask = cap - 1;
+	r->max_msg = cap / 2 - SHMX_RING_REC_HDR;
+	r->data = (unsigned char *)r->hdr + SHMX_RING_HDR_SIZE;
+	return 0;
+}
+
+/* Makes a fresh segment a ring (the memfd starts zero-filled). */
+static void init_ring(struct shmx_ring_hdr *h, uint32_t cap)
+{
+	h->version = SHMX_RING_VERSION;
+	h->hdr_size = SHMX_RING_HDR_SIZE;
+	h->capacity = cap;
+	h->max_msg = cap / 2 - SHMX_RING_REC_HDR;
+	atomic_store(&h->magic, SHMX_RING_MAGIC);
+}
+
+/*
+ * Waits until the ring is ready.  fresh_cap != 0: we created the segment (or
+ * may have) and make it a ring if nobody has; a creator that died while at
+ * it is taken over.  -EAGAIN if it stays uninitialized, -EBADMSG if it is not
+ * a ring.
+ */
+static int await_ready(struct shmx_ring *r, uint32_t fresh_cap, size_t segsz)
+{
+	struct shmx_ring_hdr *h = r->hdr;
+	int64_t deadline = shmx_mono_ms() + INIT_WAIT_MS;
+	struct timespec pause = { 0, 1000000 };
+
+	for (;;) {
+		uint64_t m = atomic_load(&h->magic);
+
+		if (m == SHMX_RING_MAGIC)
+			return check_constants(r, segsz);
+		if (m == 0 && fresh_cap) {
+			if (atomic_compare_exchange_strong(&h->magic, &m, SHMX_RING_INITIALIZING)) {
+				h->init_pid = r->pid;
+				h->init_start = shmx_proc_starttime(r->pid);
+				init_ring(h, fresh_cap);
+				return check_constants(r, segsz);
+			}
+			continue;
+		}
+		if (m != 0 && m != SHMX_RING_INITIALIZING)
+			return -EBADMSG;
+		if (m == SHMX_RING_INITIALIZING && h->init_pid != 0 &&
+		    !shmx_proc_alive(h->init_pid, h->init_start)) {
+			/* its creator died half way: start again */
+			atomic_compare_exchange_strong(&h->magic, &m, 0);
+			continue;
+		}
+		if (shmx_mono_ms() >= deadline)
+			return -EAGAIN;
+		nanosleep(&pause, NULL);
+	}
+}
+
+static int ring_open_id(int id, int role, uint32_t fresh_cap, uint32_t want_cap,
+			struct shmx_ring **ringp)
+{
+	struct shmx_ring *r;
+	struct shmx_ds ds;
+	void *base;
+	int rc;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->id = id;
+	r->role = role;
+	r->pid = getpid();
+	r->slot = -1;
+	/* read and write: a consumer moves head, so SHMX_RDONLY cannot do */
+	rc = shmx_at(id, NULL, 0, &base);
+	if (rc < 0)
+		goto fail_free;
+	r->hdr = base;
+	rc = shmx_ctl(id, SHMX_STAT, &ds);
+	if (rc < 0)
+		goto fail_dt;
+	rc = -EBADMSG;
+	if (ds.segsz < SHMX_RING_HDR_SIZE + SHMX_RING_MIN_CAP)
+		goto fail_dt;
+	rc = await_ready(r, fresh_cap, ds.segsz);
+	if (rc < 0)
+		goto fail_dt;
+	rc = -EINVAL;
+	if (r->cap < want_cap)          /* an existing ring, too small */
+		goto fail_dt;
+	rc = ring_join(r);
+	if (rc < 0)
+		goto fail_dt;
+	*ringp = r;
+	return 0;
+
+fail_dt:
+	shmx_dt(base);
+fail_free:
+	free(r);
+	return rc;
+}
+
+_public_ int shmx_ring_create(key_t key, size_t capacity, int flags, struct shmx_ring **ringp)
+{
+	uint32_t cap;
+	int id;
+
+	if (!ringp || capacity == 0 || capacity > SHMX_RING_MAX_CAP || (flags & ~(0777 | SHMX_EXCL)))
+		return -EINVAL;
+	cap = round_capacity(capacity);
+	id = shmx_get(key, SHMX_RING_HDR_SIZE + (size_t)cap, SHMX_CREAT | flags);
+	if (id < 0)
+		return id;
+	return ring_open_id(id, SHMX_RING_PRODUCER, cap, cap, ringp);
+}
+
+_public_ int shmx_ring_open(key_t key, int role, struct shmx_ring **ringp)
+{
+	int id;
+
+	if (!ringp || (role != SHMX_RING_PRODUCER && role != SHMX_RING_CONSUMER))
+		return -EINVAL;
+	id = shmx_get(key, 0, 0);
+	if (id < 0)
+		return id;
+	return ring_open_id(id, role, 0, 0, ringp);
+}
+
+_public_ void shmx_ring_close(struct shmx_ring *r)
+{
+	if (!r)
+		return;
+	/* a copy inherited through fork() is not a member: leave the
+	 * parent's entry and locks alone */
+	if (r->pid == getpid()) {
+		if (atomic_load(&r->pending) != RING_IDLE) {
+			atomic_store(&r->pending, RING_IDLE);
+			ring_unlock(r, r->role == SHMX_RING_PRODUCER ? &r->hdr->prod_lock
+								     : &r->hdr->cons_lock);
+		}
+		ring_leave(r);
+	}
+	shmx_dt(r->hdr);
+	free(r);
+}
+
+_public_ size_t shmx_ring_capacity(const struct shmx_ring *r)
+{
+	return r ? r->cap : 0;
+}
+
+_public_ size_t shmx_ring_max_msg(const struct shmx_ring *r)
+{
+	return r ? r->max_msg : 0;
+}
+
+_public_ int shmx_ring_id(const struct shmx_ring *r)
+{
+	return r ? r->id : -EINVAL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Both sides */
+
+/* Checks a call's handle, role and flags, and that this thread has nothing
+ * pending on it (which would wait for itself). */
+static int check_call(struct shmx_ring *r, int role, int flags)
+{
+	if (!r || (flags & ~SHMX_NONBLOCK))
+		return -EINVAL;
+	if (r->role != role)
+		return -EBADF;
+	if (atomic_load_explicit(&r->pending, memory_order_relaxed) != RING_IDLE &&
+	    atomic_load_explicit(&r->holder, memory_order_relaxed) == THIS_THREAD)
+		return -EBUSY;
+	return 0;
+}
+
+/* Ends a reservation or peek: only by the thread that made it. */
+static int check_pending(struct shmx_ring *r, int role, enum ring_pending what)
+{
+	if (!r)
+		return -EINVAL;
+	if (r->role != role)
+		return -EBADF;
+	if (atomic_load_explicit(&r->pending, memory_order_relaxed) != (int)what ||
+	    atomic_load_explicit(&r->holder, memory_order_relaxed) != THIS_THREAD)
+		return -EINVAL;
+	return 0;
+}
+
+static void set_pending(struct shmx_ring *r, enum ring_pending what)
+{
+	atomic_store_explicit(&r->holder, THIS_THREAD, memory_order_relaxed);
+	atomic_store_explicit(&r->pending, what, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------ */
+/* Producers */
+
+/* Bytes free, from the head last seen; checks what it reads. */
+static int room(struct shmx_ring *r, uint32_t tail, uint32_t *freep, bool reload)
+{
+	uint32_t used = tail - r->cached;
+
+	if (reload || used > r->cap) {
+		uint32_t head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
+
+		used = tail - head;
+		if (used > r->cap || (head & 7u))
+			return -EBADMSG;
+		r->cached = head;
+	}
+	*freep = r->cap - used;
+	return 0;
+}
+
+struct room_arg {
+	uint32_t tail, need;
+};
+
+static int room_ready(struct shmx_ring *r, void *arg)
+{
+	const struct room_arg *a = arg;
+	uint32_t free_bytes;
+	int rc = room(r, a->tail, &free_bytes, true);
+
+	return rc < 0 ? rc : free_bytes >= a->need;
+}
+
+static int consumers_gone(struct shmx_ring *r)
+{
+	struct shmx_ring_hdr *h = r->hdr;
+
+	if (atomic_load_explicit(&h->consumers_seen, memory_order_relaxed) &&
+	    atomic_load_explicit(&h->nconsumers, memory_order_relaxed) == 0)
+		return -EPIPE;
+	return 0;
+}
+
+_public_ int shmx_ring_reserve(struct shmx_ring *r, size_t len, void **slotp, int flags)
+{
+	struct shmx_ring_hdr *h;
+	uint32_t tail, off, need, total, free_bytes;
+	int rc;
+
+	rc = check_call(r, SHMX_RING_PRODUCER, flags);
+	if (rc < 0)
+		return rc;
+	if (len == 0 || !slotp)
+		return -EINVAL;
+	if (len > r->max_msg)
+		return -EMSGSIZE;
+	h = r->hdr;
+	rc = ring_lock(r, &h->prod_lock, flags & SHMX_NONBLOCK);
+	if (rc < 0)
+		return rc;
+	rc = consumers_gone(r);
+	if (rc < 0)
+		goto fail;
+	tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
+	rc = -EBADMSG;
+	if (tail & 7u)
+		goto fail;
+	/* the record, and before it a pad if it does not fit before the end */
+	need = ALIGN8((uint32_t)len) + SHMX_RING_REC_HDR;
+	off = tail & r->mask;
+	total = need <= r->cap - off ? need : r->cap - off + need;
+	rc = room(r, tail, &free_bytes, false);
+	if (rc == 0 && free_bytes < total)
+		rc = room(r, tail, &free_bytes, true);
+	if (rc < 0)
+		goto fail;
+	if (free_bytes < total) {
+		struct room_arg arg = { tail, total };
+
+		rc = -EAGAIN;
+		if (flags & SHMX_NONBLOCK)
+			goto fail;
+		rc = ring_wait(r, &h->prod_waiters, &h->prod_wake, room_ready, &arg, consumers_gone);
+		if (rc < 0)
+			goto fail;
+	}
+	if (total != need) {
+		struct shmx_ring_rec pad = { r->cap - off - SHMX_RING_REC_HDR, SHMX_REC_PAD };
+
+		memcpy(r->data + off, &pad, sizeof(pad));
+		tail += r->cap - off;
+		off = 0;
+	}
+	r->pend_pos = tail;
+	r->pend_len = (uint32_t)len;
+	set_pending(r, RING_RESERVED);
+	*slotp = r->data + off + SHMX_RING_REC_HDR;
+	return 0;
+
+fail:
+	ring_unlock(r, &h->prod_lock);
+	return rc;
+}
+
+_public_ int shmx_ring_commit(struct shmx_ring *r, size_t len)
+{
+	struct shmx_ring_hdr *h;
+	int rc;
+
+	rc = check_pending(r, SHMX_RING_PRODUCER, RING_RESERVED);
+	if (rc < 0)
+		return rc;
+	if (len > r->pend_len)
+		return -EINVAL;
+	h = r->hdr;
+	if (len > 0) {
+		struct shmx_ring_rec rec = { (uint32_t)len, SHMX_REC_MSG };
+
+		memcpy(r->data + (r->pend_pos & r->mask), &rec, sizeof(rec));
+		/* the record before the index that publishes it; and the
+		 * index before the look at the sleepers (ringpeer.c) */
+		atomic_store(&h->tail, r->pend_pos + ALIGN8((uint32_t)len) + SHMX_RING_REC_HDR);
+		ring_wake(&h->cons_waiters, &h->cons_wake);
+	}
+	atomic_store_explicit(&r->pending, RING_IDLE, memory_order_relaxed);
+	ring_unlock(r, &h->prod_lock);
+	return 0;
+}
+
+_public_ ssize_t shmx_ring_send(struct shmx_ring *r, const void *msg, size_t len, int flags)
+{
+	void *slot;
+	int rc;
+
+	if (!msg && len)
+		return -EINVAL;
+	rc = shmx_ring_reserve(r, len, &slot, flags);
+	if (rc < 0)
+		return rc;
+	memcpy(slot, msg, len);
+	rc = shmx_ring_commit(r, len);
+	return rc < 0 ? rc : (ssize_t)len;
+}
+
+/* ------------------------------------------------------------------ */
+/* Consumers */
+
+/* Bytes to read from head, from the tail last seen; checks what it reads. */
+static int filled(struct shmx_ring *r, uint32_t head, uint32_t *usedp, bool reload)
+{
+	uint32_t used = r->cached - head;
+
+	if (reload || used == 0 || used > r->cap) {
+		uint32_t tail = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+
+		used = tail - head;
+		if (used > r->cap || (tail & 7u))
+			return -EBADMSG;
+		r->cached = tail;
+	}
+	*usedp = used;
+	return 0;
+}
+
+static int data_ready(struct shmx_ring *r, void *arg)
+{
+	uint32_t used;
+	int rc = filled(r, *(uint32_t *)arg, &used, true);
+
+	return rc < 0 ? rc : used > 0;
+}
+
+static int producers_gone(struct shmx_ring *r)
+{
+	struct shmx_ring_hdr *h = r->hdr;
+
+	if (atomic_load(&h->nproducers) != 0)
+		return 0;
+	return atomic_load(&h->producer_died) ? -EPIPE : RING_EOF;
+}
+
+/*
+ * The next message at head (skipping a pad record), with cons_lock held:
+ * 1 and its place, RING_EOF, or an error.  Every length is checked against
+ * what the producers have published, so garbage cannot send us outside the
+ * data area or round in circles.
+ */
+static int next_message(struct shmx_ring *r, int flags, uint32_t *offp, uint32_t *lenp)
+{
+	struct shmx_ring_hdr *h = r->hdr;
+	uint32_t head = atomic_load_explicit(&h->head, memory_order_relaxed);
+	int pads = 0, rc;
+
+	if (head & 7u)
+		return -EBADMSG;
+	for (;;) {
+		struct shmx_ring_rec rec;
+		uint32_t used, off;
+
+		rc = filled(r, head, &used, false);
+		if (rc < 0)
+			return rc;
+		if (used == 0) {
+			rc = producers_gone(r);
+			if (rc != 0)
+				return rc;
+			if (flags & SHMX_NONBLOCK)
+				return -EAGAIN;
+			rc = ring_wait(r, &h->cons_waiters, &h->cons_wake, data_ready, &head,
+				       producers_gone);
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		off = head & r->mask;
+		memcpy(&rec, r->data + off, sizeof(rec));
+		if (rec.kind == SHMX_REC_PAD) {
+			uint32_t padlen = r->cap - off;
+
+			/* a pad fills the rest of the area; one in a row */
+			if (pads++ || off == 0 || rec.len != padlen - SHMX_RING_REC_HDR || padlen > used)
+				return -EBADMSG;
+			head += padlen;
+			atomic_store_explicit(&h->head, head, memory_order_release);
+			continue;
+		}
+		if (rec.kind != SHMX_REC_MSG || rec.len == 0 || rec.len > r->max_msg ||
+		    ALIGN8(rec.len) + SHMX_RING_REC_HDR > used ||
+		    off + SHMX_RING_REC_HDR + rec.len > r->cap)
+			return -EBADMSG;
+		*offp = off;
+		*lenp = rec.len;
+		r->pend_pos = head + ALIGN8(rec.len) + SHMX_RING_REC_HDR;
+		return 1;
+	}
+}
+
+_public_ int shmx_ring_peek(struct shmx_ring *r, const void **msgp, size_t *lenp, int flags)
+{
+	struct shmx_ring_hdr *h;
+	uint32_t off = 0, len = 0;
+	int rc;
+
+	rc = check_call(r, SHMX_RING_CONSUMER, flags);
+	if (rc < 0)
+		return rc;
+	if (!msgp || !lenp)
+		return -EINVAL;
+	h = r->hdr;
+	rc = ring_lock(r, &h->cons_lock, flags & SHMX_NONBLOCK);
+	if (rc < 0)
+		return rc;
+	rc = next_message(r, flags, &off, &len);
+	if (rc != 1) {
+		ring_unlock(r, &h->cons_lock);
+		*msgp = NULL;
+		*lenp = 0;
+		return rc == RING_EOF ? 0 : rc;
+	}
+	set_pending(r, RING_PEEKED);
+	*msgp = r->data + off + SHMX_RING_REC_HDR;
+	*lenp = len;
+	return (int)len;
+}
+
+_public_ int shmx_ring_release(struct shmx_ring *r)
+{
+	struct shmx_ring_hdr *h;
+	int rc;
+
+	rc = check_pending(r, SHMX_RING_CONSUMER, RING_PEEKED);
+	if (rc < 0)
+		return rc;
+	h = r->hdr;
+	/* done with the message before the index that frees its room; and
+	 * the index before the look at the sleepers (ringpeer.c) */
+	atomic_store(&h->head, r->pend_pos);
+	ring_wake(&h->prod_waiters, &h->prod_wake);
+	atomic_store_explicit(&r->pending, RING_IDLE, memory_order_relaxed);
+	ring_unlock(r, &h->cons_lock);
+	return 0;
+}
+
+_public_ ssize_t shmx_ring_recv(struct shmx_ring *r, void *buf, size_t cap, int flags)
+{
+	const void *msg;
+	size_t len;
+	int rc;
+
+	if (!buf && cap)
+		return -EINVAL;
+	rc = shmx_ring_peek(r, &msg, &len, flags);
+	if (rc <= 0)
+		return rc;
+	if (len > cap) {
+		/* it stays for a call with room for it */
+		atomic_store_explicit(&r->pending, RING_IDLE, memory_order_relaxed);
+		ring_unlock(r, &r->hdr->cons_lock);
+		return -EMSGSIZE;
+	}
+	memcpy(buf, msg, len);
+	rc = shmx_ring_release(r);
+	return rc < 0 ? rc : (ssize_t)len;
+}

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inside a ring (<shmx/ring.h>): the handle, and what ring.c (the messages)
+ * and ringpeer.c (membership, locks, sleeping and waking) share.
+ */
+#ifndef SHMX_RING_INTERNAL_H
+#define SHMX_RING_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ringlayout.h"
+
+/* How long a waiter sleeps before it looks for dead peers: a peer killed
+ * while the other side waits is noticed within this (plus the look). */
+#define SHMX_RING_CHECK_MS 200
+
+enum ring_pending {
+	RING_IDLE,
+	RING_RESERVED,                  /* between reserve and commit */
+	RING_PEEKED,                    /* between peek and release */
+};
+
+struct shmx_ring {
+	struct shmx_ring_hdr *hdr;
+	unsigned char *data;
+	/* our own copies of the constants: the shared ones may change */
+	uint32_t cap, mask, max_msg;
+	int id;
+	int role;
+	pid_t pid;                      /* the process that opened it */
+	int slot;                       /* our entry in hdr->peers */
+	uint32_t state;                 /* its state word while we are in */
+	uint32_t token;                 /* what our locks hold */
+
+	/* Guarded by the ring's lock of our side (prod_lock or cons_lock). */
+	uint32_t cached;                /* producer: head seen; consumer: tail seen */
+	uint32_t pend_pos;              /* reserved: where the record goes;
+	                                   peeked: the head after it */
+	uint32_t pend_len;              /* reserved: bytes asked for */
+	/* Read without the lock (to answer -EBUSY), so atomic. */
+	_Atomic int pending;            /* enum ring_pending */
+	_Atomic uintptr_t holder;       /* the thread that made it pending */
+};
+
+/* ringpeer.c */
+int ring_join(struct shmx_ring *r);
+void ring_leave(struct shmx_ring *r);
+int ring_lock(struct shmx_ring *r, _Atomic uint32_t *lock, bool nonblock);
+void ring_unlock(struct shmx_ring *r, _Atomic uint32_t *lock);
+/*
+ * Sleeps until ready() returns 1 (-> 0) or an error (< 0), or gone()
+ * returns RING_EOF or an error: the peers that could make it ready are gone.
+ * Looks for dead peers every SHMX_RING_CHECK_MS.  -EINTR on a signal.
+ */
+#define RING_EOF 2
+int ring_wait(struct shmx_ring *r, _Atomic uint32_t *waiters, _Atomic uint32_t *wake,
+	      int (*ready)(struct shmx_ring *r, void *arg), void *arg,
+	      int (*gone)(struct shmx_ring *r));
+void ring_wake(_Atomic uint32_t *waiters, _Atomic uint32_t *wake);
+void ring_reap(struct shmx_ring *r);
+
+#endif /* SHMX_RING_INTERNAL_H */
