@@ -283,10 +283,7 @@ static int room_ready(struct shmx_ring *r, void *arg)
 
 static int consumers_gone(struct shmx_ring *r)
 {
-	struct shmx_ring_hdr *h = r->hdr;
-
-	if (atomic_load_explicit(&h->consumers_seen, memory_order_relaxed) &&
-	    atomic_load_explicit(&h->nconsumers, memory_order_relaxed) == 0)
+	if (atomic_load(&r->hdr->consumers_seen) && !ring_has(r, SHMX_PEER_CONSUMER))
 		return -EPIPE;
 	return 0;
 }
@@ -308,9 +305,6 @@ _public_ int shmx_ring_reserve(struct shmx_ring *r, size_t len, void **slotp, in
 	rc = ring_lock(r, &h->prod_lock, flags & SHMX_NONBLOCK);
 	if (rc < 0)
 		return rc;
-	rc = consumers_gone(r);
-	if (rc < 0)
-		goto fail;
 	tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
 	rc = -EBADMSG;
 	if (tail & 7u)
@@ -327,8 +321,11 @@ _public_ int shmx_ring_reserve(struct shmx_ring *r, size_t len, void **slotp, in
 	if (free_bytes < total) {
 		struct room_arg arg = { tail, total };
 
-		rc = -EAGAIN;
-		if (flags & SHMX_NONBLOCK)
+		/* the full ring's readers are gone: like a pipe's */
+		rc = consumers_gone(r);
+		if (rc == 0 && (flags & SHMX_NONBLOCK))
+			rc = -EAGAIN;
+		if (rc < 0)
 			goto fail;
 		rc = ring_wait(r, &h->prod_waiters, &h->prod_wake, room_ready, &arg, consumers_gone);
 		if (rc < 0)
@@ -422,11 +419,9 @@ static int data_ready(struct shmx_ring *r, void *arg)
 
 static int producers_gone(struct shmx_ring *r)
 {
-	struct shmx_ring_hdr *h = r->hdr;
-
-	if (atomic_load(&h->nproducers) != 0)
+	if (ring_has(r, SHMX_PEER_PRODUCER))
 		return 0;
-	return atomic_load(&h->producer_died) ? -EPIPE : RING_EOF;
+	return atomic_load(&r->hdr->producer_died) ? -EPIPE : RING_EOF;
 }
 
 /*
@@ -451,9 +446,18 @@ static int next_message(struct shmx_ring *r, int flags, uint32_t *offp, uint32_t
 		if (rc < 0)
 			return rc;
 		if (used == 0) {
+			/* the last message may have come just before its
+			 * producer left: look again once they are gone */
 			rc = producers_gone(r);
-			if (rc != 0)
-				return rc;
+			if (rc != 0) {
+				int again = filled(r, head, &used, true);
+
+				if (again < 0)
+					return again;
+				if (used == 0)
+					return rc;
+				continue;
+			}
 			if (flags & SHMX_NONBLOCK)
 				return -EAGAIN;
 			rc = ring_wait(r, &h->cons_waiters, &h->cons_wake, data_ready, &head,

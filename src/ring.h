@@ -61,5 +61,7 @@ int ring_wait(struct shmx_ring *r, _Atomic uint32_t *waiters, _Atomic uint32_t *
 	      int (*gone)(struct shmx_ring *r));
 void ring_wake(_Atomic uint32_t *waiters, _Atomic uint32_t *wake);
 void ring_reap(struct shmx_ring *r);
+/* Whether an entry of role (SHMX_PEER_PRODUCER, _CONSUMER) is in use. */
+bool ring_has(struct shmx_ring *r, uint32_t role);
 
 #endif /* SHMX_RING_INTERNAL_H */

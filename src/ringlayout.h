@@ -37,7 +37,11 @@
 #define SHMX_REC_MSG  0x4d534731u    /* a message */
 #define SHMX_REC_PAD  0x50414431u    /* filler up to the end of the data area */
 
-/* peer.state: the role in bits 0-1, a generation in bits 2-31 */
+/*
+ * peer.state: the role in bits 0-1, a generation in bits 2-31.  Who is a
+ * member is read off these entries (no counters that garbage could skew);
+ * an entry being filled in (CLAIMED) counts for no side.
+ */
 #define SHMX_PEER_FREE      0u
 #define SHMX_PEER_PRODUCER  1u
 #define SHMX_PEER_CONSUMER  2u
@@ -96,13 +100,10 @@ struct shmx_ring_hdr {
 	_Atomic uint32_t prod_wake;
 	uint8_t pad4[56];
 
-	/* line 5: membership, changed on open, close and when a dead peer is
-	 * found; read on every send (nconsumers) and on an empty recv */
-	_Atomic uint32_t nproducers;
-	_Atomic uint32_t nconsumers;
+	/* line 5: written when a peer opens or is found dead */
 	_Atomic uint32_t consumers_seen; /* a consumer ever opened */
 	_Atomic uint32_t producer_died;  /* a producer died since the last one opened */
-	uint8_t pad5[48];
+	uint8_t pad5[56];
 
 	/* lines 6..: who has the ring open */
 	struct shmx_ring_peer peers[SHMX_RING_NPEERS];
@@ -112,7 +113,7 @@ _Static_assert(offsetof(struct shmx_ring_hdr, tail) == 64, "ring header layout")
 _Static_assert(offsetof(struct shmx_ring_hdr, head) == 128, "ring header layout");
 _Static_assert(offsetof(struct shmx_ring_hdr, cons_waiters) == 192, "ring header layout");
 _Static_assert(offsetof(struct shmx_ring_hdr, prod_waiters) == 256, "ring header layout");
-_Static_assert(offsetof(struct shmx_ring_hdr, nproducers) == 320, "ring header layout");
+_Static_assert(offsetof(struct shmx_ring_hdr, consumers_seen) == 320, "ring header layout");
 _Static_assert(offsetof(struct shmx_ring_hdr, peers) == 384, "ring header layout");
 _Static_assert(sizeof(struct shmx_ring_peer) == 32, "ring peer layout");
 _Static_assert(sizeof(struct shmx_ring_hdr) <= SHMX_RING_HDR_SIZE, "ring header size");

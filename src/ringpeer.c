@@ -82,18 +82,23 @@ static void wake_all(struct shmx_ring_hdr *h)
 	futex_wake(&h->prod_wake, INT_MAX);
 }
 
-static _Atomic uint32_t *role_count(struct shmx_ring_hdr *h, uint32_t role)
-{
-	return role == SHMX_PEER_PRODUCER ? &h->nproducers : &h->nconsumers;
-}
-
-/* One less of a role; a count already at 0 was garbage and stays 0. */
+/* Keeps a count from going below 0 (a garbage 0 stays 0). */
 static void count_down(_Atomic uint32_t *count)
 {
 	uint32_t n = atomic_load(count);
 
 	while (n > 0 && !atomic_compare_exchange_weak(count, &n, n - 1))
 		;
+}
+
+bool ring_has(struct shmx_ring *r, uint32_t role)
+{
+	int i;
+
+	for (i = 0; i < SHMX_RING_NPEERS; i++)
+		if (SHMX_PEER_ROLE(atomic_load(&r->hdr->peers[i].state)) == role)
+			return true;
+	return false;
 }
 
 /* A lock held by token is released (the holder left or died). */
@@ -109,16 +114,13 @@ static void drop_lock_of(_Atomic uint32_t *lock, uint32_t token)
 /* Takes entry slot, seen in state, out of the ring (it left or died). */
 static void remove_peer(struct shmx_ring_hdr *h, int slot, uint32_t state, bool died)
 {
-	uint32_t role = SHMX_PEER_ROLE(state), token = token_of(slot, state);
+	uint32_t token = token_of(slot, state);
 
 	/* the generation stays, so the next user of the entry has a new one */
 	if (!atomic_compare_exchange_strong(&h->peers[slot].state, &state, state & ~3u))
 		return;                 /* someone else removed it first */
-	if (role == SHMX_PEER_PRODUCER || role == SHMX_PEER_CONSUMER) {
-		count_down(role_count(h, role));
-		if (died && role == SHMX_PEER_PRODUCER)
-			atomic_store(&h->producer_died, 1);
-	}
+	if (died && SHMX_PEER_ROLE(state) == SHMX_PEER_PRODUCER)
+		atomic_store(&h->producer_died, 1);
 	drop_lock_of(&h->prod_lock, token);
 	drop_lock_of(&h->cons_lock, token);
 	wake_all(h);
@@ -141,10 +143,9 @@ void ring_reap(struct shmx_ring *r)
 	for (i = 0; i < SHMX_RING_NPEERS; i++) {
 		uint32_t s = atomic_load(&h->peers[i].state);
 
-		if (SHMX_PEER_ROLE(s) == SHMX_PEER_FREE || i == r->slot)
-			continue;
-		/* an entry still being filled in has no pid yet: wait for it */
-		if (SHMX_PEER_ROLE(s) == SHMX_PEER_CLAIMED && h->peers[i].pid == 0)
+		/* an entry being filled in may still show its last user's pid */
+		if (SHMX_PEER_ROLE(s) == SHMX_PEER_FREE || SHMX_PEER_ROLE(s) == SHMX_PEER_CLAIMED ||
+		    i == r->slot)
 			continue;
 		if (!peer_alive(r, &h->peers[i]))
 			remove_peer(h, i, s, true);
@@ -174,7 +175,6 @@ int ring_join(struct shmx_ring *r)
 			r->state = (claimed & ~3u) | role;
 			r->token = token_of(i, r->state);
 			atomic_store(&p->state, r->state);
-			atomic_fetch_add(role_count(h, role), 1);
 			if (role == SHMX_PEER_CONSUMER)
 				atomic_store(&h->consumers_seen, 1);
 			else
@@ -279,8 +279,12 @@ int ring_wait(struct shmx_ring *r, _Atomic uint32_t *waiters, _Atomic uint32_t *
 		atomic_fetch_add(waiters, 1);
 		w = atomic_load(wake);
 		rc = ready(r, arg);
-		if (rc == 0)
+		if (rc == 0) {
+			/* what they did before they left counts */
 			rc = gone(r);
+			if (rc != 0 && ready(r, arg) == 1)
+				rc = 1;
+		}
 		if (rc != 0) {
 			count_down(waiters);
 			return rc == 1 ? 0 : rc;
