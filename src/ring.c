@@ -313,7 +313,8 @@ _public_ int shmx_ring_reserve(struct shmx_ring *r, size_t len, void **slotp, in
 	need = ALIGN8((uint32_t)len) + SHMX_RING_REC_HDR;
 	off = tail & r->mask;
 	total = need <= r->cap - off ? need : r->cap - off + need;
-	rc = room(r, tail, &free_bytes, false);
+	rc = room(r, tail, &free_bytes, tail != r->mine);
+	r->mine = tail;
 	if (rc == 0 && free_bytes < total)
 		rc = room(r, tail, &free_bytes, true);
 	if (rc < 0)
@@ -366,7 +367,8 @@ _public_ int shmx_ring_commit(struct shmx_ring *r, size_t len)
 		memcpy(r->data + (r->pend_pos & r->mask), &rec, sizeof(rec));
 		/* the record before the index that publishes it; and the
 		 * index before the look at the sleepers (ringpeer.c) */
-		atomic_store(&h->tail, r->pend_pos + ALIGN8((uint32_t)len) + SHMX_RING_REC_HDR);
+		r->mine = r->pend_pos + ALIGN8((uint32_t)len) + SHMX_RING_REC_HDR;
+		atomic_store(&h->tail, r->mine);
 		ring_wake(&h->cons_waiters, &h->cons_wake);
 	}
 	atomic_store_explicit(&r->pending, RING_IDLE, memory_order_relaxed);
@@ -438,6 +440,10 @@ static int next_message(struct shmx_ring *r, int flags, uint32_t *offp, uint32_t
 
 	if (head & 7u)
 		return -EBADMSG;
+	if (head != r->mine) {
+		r->cached = head;       /* says empty: read tail */
+		r->mine = head;
+	}
 	for (;;) {
 		struct shmx_ring_rec rec;
 		uint32_t used, off;
@@ -475,6 +481,7 @@ static int next_message(struct shmx_ring *r, int flags, uint32_t *offp, uint32_t
 			if (pads++ || off == 0 || rec.len != padlen - SHMX_RING_REC_HDR || padlen > used)
 				return -EBADMSG;
 			head += padlen;
+			r->mine = head;
 			atomic_store_explicit(&h->head, head, memory_order_release);
 			continue;
 		}
@@ -528,6 +535,7 @@ _public_ int shmx_ring_release(struct shmx_ring *r)
 	h = r->hdr;
 	/* done with the message before the index that frees its room; and
 	 * the index before the look at the sleepers (ringpeer.c) */
+	r->mine = r->pend_pos;
 	atomic_store(&h->head, r->pend_pos);
 	ring_wake(&h->prod_waiters, &h->prod_wake);
 	atomic_store_explicit(&r->pending, RING_IDLE, memory_order_relaxed);

@@ -37,6 +37,9 @@ struct shmx_ring {
 
 	/* Guarded by the ring's lock of our side (prod_lock or cons_lock). */
 	uint32_t cached;                /* producer: head seen; consumer: tail seen */
+	uint32_t mine;                  /* our side's index as we left it: if it
+	                                   moved, others of our side were here, and
+	                                   cached may be a lap (2^32) behind */
 	uint32_t pend_pos;              /* reserved: where the record goes;
 	                                   peeked: the head after it */
 	uint32_t pend_len;              /* reserved: bytes asked for */

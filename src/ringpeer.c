@@ -205,6 +205,8 @@ static int check_holder(struct shmx_ring *r, _Atomic uint32_t *lock, uint32_t v)
 	int slot = SHMX_TOKEN_SLOT(token);
 	uint32_t s;
 
+	if (token == 0)
+		return 0;               /* released meanwhile */
 	if (slot < 0 || slot >= SHMX_RING_NPEERS)
 		return -EBADMSG;
 	s = atomic_load(&r->hdr->peers[slot].state);
