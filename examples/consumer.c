@@ -1,121 +1,179 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shmx-consumer KEY
+ * shmx-consumer KEY [--out PATH]
  *
- * Receives the records shmx-producer sends through the segment found by KEY,
- * checks each one (sequence number and checksum), acknowledges it, and prints
- * a summary when the producer is done.  Start the two in either order:
- * whichever comes first creates the segment, the other finds it.
+ * Receives what shmx-producer sends through the ring (<shmx/ring.h>) found
+ * by KEY, checks each message (its sequence number and checksum) and, at the
+ * producer's end message, that none is missing; then prints what it got and
+ * how fast.  With --out, it writes the messages' data to PATH: the producer's
+ * file, when it sent one (`cmp` will agree).
  *
- * Everything in shared memory was written by another process and is checked
- * before use, the length first: a bad one must not make us read past the
- * segment.  The layout of the segment is in demo.h.
+ * Start the two in either order: the consumer waits for the ring to appear.
+ * Ctrl-C (or SIGTERM) stops it cleanly; the producer is then told that the
+ * consumer went away.  Message format: ring-demo.h.
+ *
+ * Exit status: 0 everything the producer sent arrived intact (also when the
+ * producer was interrupted), 1 an error, a failed check or the producer went
+ * away without its end message, 2 usage, 128 + the signal's number when
+ * stopped by one (130 for Ctrl-C).
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include <stdbool.h>
 
-#include "demo.h"
+#include "ring-demo.h"
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: shmx-consumer KEY\n"
-		"  KEY  the segment's key: 1234, 0x4d2 or 02322 (not 0)\n");
+	fprintf(stderr, "usage: shmx-consumer KEY [--out PATH]\n"
+		"  KEY   the ring's key: 1234, 0x4d2 or 02322 (not 0)\n"
+		"  PATH  write the data received to this file\n");
 	exit(2);
 }
 
-/* Progress at 100, 200, ... 1000, 2000, ... 10000, 20000, ... */
-static int worth_a_line(uint64_t n)
+/*
+ * Opens the ring as a consumer, waiting for the producer to create it:
+ * -ENOENT means that no segment has the key yet.
+ */
+static int open_ring(key_t key, struct shmx_ring **rp)
 {
-	uint64_t step = 100;
+	double deadline = demo_now() + DEMO_TIMEOUT_S;
+	struct timespec pause = { 0, 10 * 1000 * 1000 };
+	bool said = false;
+	int rc;
 
-	while (n >= step * 10)
-		step *= 10;
-	return n % step == 0;
+	while ((rc = shmx_ring_open(key, SHMX_RING_CONSUMER, rp)) == -ENOENT) {
+		if (!said)
+			printf("consumer: waiting for a ring with key 0x%x\n", (unsigned)key);
+		said = true;
+		if (demo_stop)
+			return -EINTR;
+		if (demo_now() > deadline)
+			return -ETIMEDOUT;
+		nanosleep(&pause, NULL);
+	}
+	return rc;
 }
 
 int main(int argc, char **argv)
 {
-	uint32_t total = 2166136261u;   /* checksum of all record checksums */
-	unsigned long long bytes = 0;
-	struct demo_header *h;
-	uint64_t expected = 1;          /* the next record we want */
-	int64_t deadline;
-	int id, r, rc = 1;
+	uint64_t got = 0, bytes = 0, total = DEMO_SUM_SEED;    /* as the producer's */
+	const char *keyarg = NULL, *path = NULL;
+	struct demo_msg *m = NULL;
+	struct shmx_ring *r;
+	FILE *out = NULL;
+	size_t cap;
+	ssize_t n;
+	double t0 = 0;
+	int sig = 0, status = 1;
 	key_t key;
 
-	if (argc != 2 || demo_parse_key(argv[1], &key) < 0)
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+			path = argv[++i];
+		else if (!keyarg && argv[i][0] != '-')
+			keyarg = argv[i];
+		else
+			usage();
+	}
+	if (!keyarg || demo_parse_key(keyarg, &key) < 0)
 		usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);        /* lines in order with the peer's */
-
-	r = demo_open("consumer", key, &id, &h);
-	if (r < 0)
+	demo_catch_signals();
+	if (path && !(out = fopen(path, "w"))) {
+		fprintf(stderr, "consumer: %s: %s\n", path, strerror(errno));
 		return 1;
-	if (atomic_load_explicit(&h->ack, memory_order_acquire) != 0) {
-		fprintf(stderr, "consumer: another consumer is using key 0x%x\n", (unsigned)key);
+	}
+
+	n = open_ring(key, &r);
+	if (n < 0) {
+		fprintf(stderr, "consumer: %s\n", n == -ETIMEDOUT ? "no producer showed up" :
+			n == -EINTR ? "interrupted" : strerror((int)-n));
+		if (out)
+			fclose(out);
+		return n == -EINTR ? 128 + demo_stop : 1;
+	}
+	/* A buffer for the longest message the ring takes: recv never says
+	 * -EMSGSIZE then. */
+	cap = shmx_ring_max_msg(r);
+	m = malloc(cap);
+	if (!m) {
+		fprintf(stderr, "consumer: out of memory\n");
 		goto out;
 	}
-	printf("consumer: segment %d (key 0x%x), waiting for records\n", id, (unsigned)key);
+	printf("consumer: ring %d (key 0x%x, %zu KiB), receiving\n",
+	       shmx_ring_id(r), (unsigned)key, shmx_ring_capacity(r) / 1024);
 
-	deadline = demo_now_ms() + DEMO_TIMEOUT_S * 1000;
 	for (;;) {
-		/* Acquire: pairs with the producer's release, so the record
-		 * behind this number is complete when we read it. */
-		uint64_t seq = atomic_load_explicit(&h->seq, memory_order_acquire);
+		size_t len;
 
-		if (seq == expected) {
-			struct demo_record *rec = demo_record(h);
-			uint32_t len = rec->len;        /* read once, then check */
-
-			if (rec->seq != seq || len > DEMO_MAX_DATA ||
-			    demo_record_sum(seq, rec->data, len) != rec->sum) {
-				fprintf(stderr, "consumer: record %llu is corrupt\n",
-					(unsigned long long)seq);
-				goto out;
-			}
-			total = demo_sum(total, &rec->sum, sizeof(rec->sum));
-			bytes += len;
-
-			/* Release: we are done with the record; the producer
-			 * may overwrite it once it sees this. */
-			atomic_store_explicit(&h->ack, seq, memory_order_release);
-			if (worth_a_line(seq))
-				printf("consumer: %llu records checked\n", (unsigned long long)seq);
-			expected++;
-			deadline = demo_now_ms() + DEMO_TIMEOUT_S * 1000;
-			continue;
-		}
-		if (seq != expected - 1) {
-			fprintf(stderr, "consumer: got record %llu, expected %llu\n",
-				(unsigned long long)seq, (unsigned long long)expected);
-			goto out;
-		}
-		/* The producer sets done only after we acknowledged its last
-		 * record, so nothing can be left unread when we see it. */
-		if (atomic_load_explicit(&h->done, memory_order_acquire))
+		/* Waits for a message; 0 once the producer closed and the ring
+		 * is empty.  A signal outside the wait is seen here, next time. */
+		n = demo_stop ? -EINTR : shmx_ring_recv(r, m, cap, 0);
+		if (n <= 0)
 			break;
-		if (demo_wait_step(deadline) < 0) {
-			if (expected == 1)
-				fprintf(stderr, "consumer: no producer showed up within %d s\n",
-					DEMO_TIMEOUT_S);
-			else
-				fprintf(stderr, "consumer: the producer stopped after record %llu\n",
-					(unsigned long long)expected - 1);
+		if (got == 0)
+			t0 = demo_now();
+		/* Everything in a message came from another process: check it. */
+		if ((size_t)n < sizeof(*m) || (m->kind != DEMO_DATA && m->kind != DEMO_END)) {
+			fprintf(stderr, "consumer: a message of %zd bytes that is not the "
+				"producer's\n", n);
 			goto out;
 		}
+		if (m->kind == DEMO_END)
+			break;
+		len = (size_t)n - sizeof(*m);
+		if (m->seq != got + 1 || demo_msg_sum(m->seq, m->data, len) != m->sum) {
+			fprintf(stderr, "consumer: message %llu is %s\n", (unsigned long long)got + 1,
+				m->seq != got + 1 ? "out of order" : "corrupt (checksum)");
+			goto out;
+		}
+		if (out && fwrite(m->data, 1, len, out) != len) {
+			fprintf(stderr, "consumer: writing %s: %s\n", path, strerror(errno));
+			sig = demo_stop;        /* -EINTR: stopped while writing to a pipe */
+			goto out;
+		}
+		got++;
+		bytes += len;
+		total = demo_sum(total, &m->sum, sizeof(m->sum));
 	}
 
-	/* count and total_sum were written before done (acquire above). */
-	if (h->count != expected - 1 || h->total_sum != total) {
-		fprintf(stderr, "consumer: the producer sent %llu records (checksum %08x), "
-			"we checked %llu (checksum %08x)\n", (unsigned long long)h->count,
-			(unsigned)h->total_sum, (unsigned long long)expected - 1, (unsigned)total);
+	if (n <= 0) {
+		sig = demo_stop;
+		fprintf(stderr, "consumer: %s after %llu messages\n",
+			n == -EINTR ? "interrupted" :
+			n == -EPIPE ? "the producer died" :
+			n == 0 ? "the producer closed the ring without an end message" :
+			strerror((int)-n), (unsigned long long)got);
 		goto out;
 	}
-	printf("consumer: done: %llu records, %llu bytes, checksum %08x, all correct\n",
-	       (unsigned long long)expected - 1, bytes, (unsigned)total);
-	rc = 0;
+	/* The end message: does what the producer sent match what we got? */
+	if (m->seq != got || m->sum != total) {
+		fprintf(stderr, "consumer: the producer sent %llu messages (checksum %016llx), "
+			"we got %llu (checksum %016llx)\n", (unsigned long long)m->seq,
+			(unsigned long long)m->sum, (unsigned long long)got,
+			(unsigned long long)total);
+		goto out;
+	}
+	if (out && fflush(out) != 0) {
+		fprintf(stderr, "consumer: writing %s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	if (m->flags & DEMO_INTERRUPTED)
+		printf("consumer: the producer was interrupted; all %llu messages it sent arrived\n",
+		       (unsigned long long)got);
+	printf("consumer: received %llu messages, %llu bytes, checksum %016llx%s%s, "
+	       "all in order and intact\n", (unsigned long long)got, (unsigned long long)bytes,
+	       (unsigned long long)total, out ? ", written to " : "", out ? path : "");
+	demo_print_rate("consumer", got, bytes, got ? demo_now() - t0 : 0);
+	status = 0;
 out:
-	demo_close("consumer", id, h);
-	return rc;
+	/* Both sides remove the ring when done (ring-demo.h).  Our close is
+	 * what the producer notices: its next send gets -EPIPE. */
+	demo_remove("consumer", r);
+	shmx_ring_close(r);
+	free(m);
+	if (out && fclose(out) != 0 && status == 0) {
+		fprintf(stderr, "consumer: writing %s: %s\n", path, strerror(errno));
+		status = 1;
+	}
+	return sig ? 128 + sig : status;
 }

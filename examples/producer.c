@@ -1,67 +1,151 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shmx-producer KEY [--count N]
+ * shmx-producer KEY [--count N] [--size BYTES] [--file PATH]
  *
- * Sends N records (default 1000) to shmx-consumer through one shared-memory
- * segment found by KEY, one record at a time.  Start the two in either order:
- * whichever comes first creates the segment, the other finds it.
+ * Sends messages to shmx-consumer through a ring (<shmx/ring.h>) found by
+ * KEY: N generated messages of BYTES bytes each, or the file PATH in chunks
+ * of BYTES, then an end message (ring-demo.h).  Start the two in either
+ * order: the producer creates the ring, the consumer waits for it.
  *
  *   shmx-consumer 0x5eed &
- *   shmx-producer 0x5eed --count 500
+ *   shmx-producer 0x5eed --count 100000
  *
- * What it shows: a segment found by key (shmx_get), attached (shmx_at), used
- * by two processes through C11 atomics, and removed by the last one out
- * (demo.h).  The layout of the segment is in demo.h.
+ * Ctrl-C (or SIGTERM) stops it cleanly: the end message says "interrupted",
+ * so the consumer can still check that nothing was lost.  If the consumer
+ * goes away, sending fails with -EPIPE and the producer says so.
+ *
+ * Exit status: 0 all sent, 1 an error or the consumer went away, 2 usage,
+ * 128 + the signal's number when stopped by one (130 for Ctrl-C).
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
-#include "demo.h"
+#include "ring-demo.h"
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: shmx-producer KEY [--count N]\n"
-		"  KEY  the segment's key: 1234, 0x4d2 or 02322 (not 0)\n"
-		"  N    records to send, 1 to 1000000000 (default 1000)\n");
+	fprintf(stderr, "usage: shmx-producer KEY [--count N] [--size BYTES] [--file PATH]\n"
+		"  KEY    the ring's key: 1234, 0x4d2 or 02322 (not 0)\n"
+		"  N      messages to send, 1 to 1000000000 (default 1000)\n"
+		"  BYTES  bytes per message, %d to %d (default 4096)\n"
+		"  PATH   send this file instead (then N does not apply)\n",
+		DEMO_MIN_SIZE, DEMO_MAX_SIZE);
 	exit(2);
 }
 
 /*
- * Fills a record with bytes that depend on its sequence number and returns
- * their length (64 bytes to almost the whole segment).  The consumer cannot
- * predict them; it checks them against the record's checksum.
+ * Creates the ring.  SHMX_EXCL: a ring already there is not ours to send
+ * into.  One that nobody has attached was left by a run that got killed
+ * before it could remove it: remove it now and create a fresh one.
  */
-static uint32_t fill(unsigned char *data, uint64_t seq)
+static int create_ring(key_t key, struct shmx_ring **rp)
 {
-	uint32_t len = (uint32_t)(64 + seq * 997 % (DEMO_MAX_DATA - 64));
+	struct shmx_ds ds;
+	int rc, id;
+
+	rc = shmx_ring_create(key, DEMO_RING_CAP, SHMX_EXCL | 0600, rp);
+	if (rc != -EEXIST)
+		return rc;
+	id = shmx_get(key, 0, 0);
+	if (id < 0 || shmx_ctl(id, SHMX_STAT, &ds) < 0 || ds.nattch > 0)
+		return rc;
+	printf("producer: removing a ring that a killed run left behind\n");
+	shmx_ctl(id, SHMX_RMID, NULL);
+	return shmx_ring_create(key, DEMO_RING_CAP, SHMX_EXCL | 0600, rp);
+}
+
+/*
+ * Waits until someone else has the ring open: its segment counts every
+ * attachment, as SysV's shm_nattch does, and ours is one.  Sending without
+ * a consumer would work until the ring is full; but a short run would then
+ * be over, and the ring removed, before the consumer ever found it.
+ */
+static int wait_for_consumer(struct shmx_ring *r)
+{
+	double deadline = demo_now() + DEMO_TIMEOUT_S;
+	struct timespec pause = { 0, 10 * 1000 * 1000 };
+	struct shmx_ds ds;
+	int rc;
+
+	while ((rc = shmx_ctl(shmx_ring_id(r), SHMX_STAT, &ds)) == 0 && ds.nattch < 2) {
+		if (demo_stop)
+			return -EINTR;
+		if (demo_now() > deadline)
+			return -ETIMEDOUT;
+		nanosleep(&pause, NULL);
+	}
+	return rc;
+}
+
+/* Bytes that depend on seq: the consumer cannot predict them, only check them. */
+static void fill(unsigned char *p, size_t len, uint64_t seq)
+{
 	uint64_t x = seq * UINT64_C(0x9e3779b97f4a7c15) | 1;
 
-	for (uint32_t i = 0; i < len; i++) {
+	for (size_t i = 0; i < len; i += 8) {
 		x ^= x << 13;           /* xorshift64 */
 		x ^= x >> 7;
 		x ^= x << 17;
-		data[i] = (unsigned char)x;
+		memcpy(p + i, &x, len - i < 8 ? len - i : 8);
 	}
-	return len;
+}
+
+/*
+ * Sends DATA message seq of up to size bytes, zero copy: reserve gives room
+ * in the ring itself, the data is generated (or read(2) from fd) straight
+ * into it, and commit hands it to the consumer, who sees nothing before.
+ * Returns the data bytes sent and its checksum in *sum, 0 at end of file.
+ */
+static ssize_t send_data(struct shmx_ring *r, uint64_t seq, size_t size, int fd, uint64_t *sum)
+{
+	struct demo_msg m = { .kind = DEMO_DATA, .seq = seq };
+	size_t len = size - sizeof(m);
+	unsigned char *slot;
+	void *p;
+	int rc;
+
+	rc = shmx_ring_reserve(r, size, &p, 0);         /* waits for room */
+	if (rc < 0)
+		return rc;
+	slot = p;
+	if (fd >= 0) {
+		ssize_t got = read(fd, slot + sizeof(m), len);
+
+		if (got <= 0) {
+			rc = got < 0 ? -errno : 0;
+			shmx_ring_commit(r, 0);         /* sends nothing */
+			return rc;
+		}
+		len = (size_t)got;
+	} else {
+		fill(slot + sizeof(m), len, seq);
+	}
+	m.sum = *sum = demo_msg_sum(seq, slot + sizeof(m), len);
+	memcpy(slot, &m, sizeof(m));    /* the ring promises no alignment */
+	rc = shmx_ring_commit(r, sizeof(m) + len);
+	return rc < 0 ? rc : (ssize_t)len;
 }
 
 int main(int argc, char **argv)
 {
-	unsigned long long count = 1000, bytes = 0;
-	uint32_t total = 2166136261u;   /* checksum of all record checksums */
-	struct demo_header *h;
-	const char *keyarg = NULL;
-	int id, r, rc = 1;
+	unsigned long long count = 1000, size = 4096;
+	const char *keyarg = NULL, *path = NULL;
+	uint64_t seq, bytes = 0, total = DEMO_SUM_SEED;    /* of every message's sum */
+	struct demo_msg end = { .kind = DEMO_END };
+	struct shmx_ring *r;
+	int fd = -1, rc, sig = 0, status = 1;
+	double t0;
 	key_t key;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
-			char *end;
-
-			count = strtoull(argv[++i], &end, 10);
-			if (*end || count < 1 || count > 1000000000)
+			if (demo_parse_number(argv[++i], 1, 1000000000, &count) < 0)
 				usage();
+		} else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
+			if (demo_parse_number(argv[++i], DEMO_MIN_SIZE, DEMO_MAX_SIZE, &size) < 0)
+				usage();
+		} else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc) {
+			path = argv[++i];
 		} else if (!keyarg && argv[i][0] != '-') {
 			keyarg = argv[i];
 		} else {
@@ -71,57 +155,72 @@ int main(int argc, char **argv)
 	if (!keyarg || demo_parse_key(keyarg, &key) < 0)
 		usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);        /* lines in order with the peer's */
-
-	r = demo_open("producer", key, &id, &h);
-	if (r < 0)
+	demo_catch_signals();
+	if (path && (fd = open(path, O_RDONLY)) < 0) {
+		fprintf(stderr, "producer: %s: %s\n", path, strerror(errno));
 		return 1;
-	if (atomic_load_explicit(&h->seq, memory_order_acquire) != 0) {
-		fprintf(stderr, "producer: another producer is using key 0x%x\n", (unsigned)key);
+	}
+
+	rc = create_ring(key, &r);
+	if (rc < 0) {
+		fprintf(stderr, "producer: creating a ring with key 0x%x: %s\n", (unsigned)key,
+			rc == -EEXIST ? "another program is using it" : strerror(-rc));
+		return 1;
+	}
+	printf("producer: ring %d (key 0x%x, %zu KiB), waiting for a consumer\n",
+	       shmx_ring_id(r), (unsigned)key, shmx_ring_capacity(r) / 1024);
+	rc = wait_for_consumer(r);
+	if (rc < 0) {
+		fprintf(stderr, "producer: %s\n", rc == -ETIMEDOUT ? "no consumer showed up" :
+			rc == -EINTR ? "interrupted" : strerror(-rc));
+		sig = demo_stop;
 		goto out;
 	}
-	printf("producer: segment %d (key 0x%x, %d KiB), sending %llu records\n",
-	       id, (unsigned)key, DEMO_SEG_SIZE / 1024, count);
+	if (path)
+		printf("producer: sending %s in messages of %llu bytes\n", path, size);
+	else
+		printf("producer: sending %llu messages of %llu bytes\n", count, size);
 
-	for (uint64_t seq = 1; seq <= count; seq++) {
-		struct demo_record *rec = demo_record(h);
-		int64_t deadline;
+	t0 = demo_now();
+	for (seq = 1; path || seq <= count; seq++) {
+		uint64_t sum = 0;
+		ssize_t n;
 
-		/* Plain stores: the consumer does not look at the record until
-		 * it sees its number in h->seq. */
-		rec->len = fill(rec->data, seq);
-		rec->seq = seq;
-		rec->sum = demo_record_sum(seq, rec->data, rec->len);
-		total = demo_sum(total, &rec->sum, sizeof(rec->sum));
-		bytes += rec->len;
-
-		/* Release: whoever reads this number with acquire also sees
-		 * every byte of the record written above. */
-		atomic_store_explicit(&h->seq, seq, memory_order_release);
-
-		/* Acquire: once the consumer acknowledged, it has finished
-		 * reading, so the next record may overwrite this one. */
-		deadline = demo_now_ms() + DEMO_TIMEOUT_S * 1000;
-		while (atomic_load_explicit(&h->ack, memory_order_acquire) != seq) {
-			if (demo_wait_step(deadline) == 0)
-				continue;
-			if (seq == 1)
-				fprintf(stderr, "producer: no consumer showed up within %d s\n",
-					DEMO_TIMEOUT_S);
-			else
-				fprintf(stderr, "producer: the consumer stopped answering "
-					"after record %llu\n", (unsigned long long)seq - 1);
+		/* A signal that lands outside a wait is seen here, at the next message. */
+		n = demo_stop ? -EINTR : send_data(r, seq, size, fd, &sum);
+		if (n == 0 || n == -EINTR)      /* end of file, or stopped */
+			break;
+		if (n < 0) {                    /* -EPIPE: no consumer left */
+			fprintf(stderr, "producer: %s after %llu messages\n", n == -EPIPE ?
+				"the consumer went away" : strerror((int)-n),
+				(unsigned long long)seq - 1);
 			goto out;
 		}
+		total = demo_sum(total, &sum, sizeof(sum));
+		bytes += (uint64_t)n;
 	}
 
-	/* The totals first, then the flag that says they are there (release). */
-	h->count = count;
-	h->total_sum = total;
-	atomic_store_explicit(&h->done, 1, memory_order_release);
-	printf("producer: sent %llu records, %llu bytes, checksum %08x\n",
-	       count, bytes, (unsigned)total);
-	rc = 0;
+	/* The end message: how many went before it, and their checksum.  A
+	 * plain send copies it in from our own memory. */
+	sig = demo_stop;
+	end.seq = seq - 1;
+	end.sum = total;
+	end.flags = sig ? DEMO_INTERRUPTED : 0;
+	rc = (int)shmx_ring_send(r, &end, sizeof(end), 0);
+	if (rc < 0) {
+		fprintf(stderr, "producer: sending the end message: %s\n",
+			rc == -EPIPE ? "the consumer went away" : strerror(-rc));
+		goto out;
+	}
+	printf("producer: %s %llu messages, %llu bytes, checksum %016llx\n",
+	       sig ? "interrupted: sent" : "sent", (unsigned long long)end.seq,
+	       (unsigned long long)bytes, (unsigned long long)total);
+	demo_print_rate("producer", end.seq, bytes, demo_now() - t0);
+	status = 0;
 out:
-	demo_close("producer", id, h);
-	return rc;
+	demo_remove("producer", r);
+	shmx_ring_close(r);     /* the consumer's recv returns 0 once it drained the ring */
+	if (fd >= 0)
+		close(fd);
+	return sig ? 128 + sig : status;
 }

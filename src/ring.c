@@ -305,6 +305,15 @@ _public_ int shmx_ring_reserve(struct shmx_ring *r, size_t len, void **slotp, in
 	rc = ring_lock(r, &h->prod_lock, flags & SHMX_NONBLOCK);
 	if (rc < 0)
 		return rc;
+	/* like a pipe's writer once its readers are gone; the entries are
+	 * read again only when one was taken or freed */
+	if (atomic_load(&h->members_gen) != r->members_seen) {
+		r->members_seen = atomic_load(&h->members_gen);
+		r->no_consumers = consumers_gone(r) < 0;
+	}
+	rc = -EPIPE;
+	if (r->no_consumers)
+		goto fail;
 	tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
 	rc = -EBADMSG;
 	if (tail & 7u)
@@ -322,11 +331,8 @@ _public_ int shmx_ring_reserve(struct shmx_ring *r, size_t len, void **slotp, in
 	if (free_bytes < total) {
 		struct room_arg arg = { tail, total };
 
-		/* the full ring's readers are gone: like a pipe's */
-		rc = consumers_gone(r);
-		if (rc == 0 && (flags & SHMX_NONBLOCK))
-			rc = -EAGAIN;
-		if (rc < 0)
+		rc = -EAGAIN;
+		if (flags & SHMX_NONBLOCK)
 			goto fail;
 		rc = ring_wait(r, &h->prod_waiters, &h->prod_wake, room_ready, &arg, consumers_gone);
 		if (rc < 0)

@@ -40,6 +40,9 @@ struct shmx_ring {
 	uint32_t mine;                  /* our side's index as we left it: if it
 	                                   moved, others of our side were here, and
 	                                   cached may be a lap (2^32) behind */
+	uint32_t members_seen;          /* producer: hdr->members_gen when it last
+	                                   looked for consumers ... */
+	bool no_consumers;              /* ... and whether they were all gone */
 	uint32_t pend_pos;              /* reserved: where the record goes;
 	                                   peeked: the head after it */
 	uint32_t pend_len;              /* reserved: bytes asked for */

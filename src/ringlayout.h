@@ -103,7 +103,8 @@ struct shmx_ring_hdr {
 	/* line 5: written when a peer opens or is found dead */
 	_Atomic uint32_t consumers_seen; /* a consumer ever opened */
 	_Atomic uint32_t producer_died;  /* a producer died since the last one opened */
-	uint8_t pad5[56];
+	_Atomic uint32_t members_gen;    /* bumped whenever a peer entry is taken or freed */
+	uint8_t pad5[52];
 
 	/* lines 6..: who has the ring open */
 	struct shmx_ring_peer peers[SHMX_RING_NPEERS];

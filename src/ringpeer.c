@@ -121,6 +121,7 @@ static void remove_peer(struct shmx_ring_hdr *h, int slot, uint32_t state, bool 
 		return;                 /* someone else removed it first */
 	if (died && SHMX_PEER_ROLE(state) == SHMX_PEER_PRODUCER)
 		atomic_store(&h->producer_died, 1);
+	atomic_fetch_add(&h->members_gen, 1);
 	drop_lock_of(&h->prod_lock, token);
 	drop_lock_of(&h->cons_lock, token);
 	wake_all(h);
@@ -175,6 +176,7 @@ int ring_join(struct shmx_ring *r)
 			r->state = (claimed & ~3u) | role;
 			r->token = token_of(i, r->state);
 			atomic_store(&p->state, r->state);
+			atomic_fetch_add(&h->members_gen, 1);
 			if (role == SHMX_PEER_CONSUMER)
 				atomic_store(&h->consumers_seen, 1);
 			else

@@ -25,9 +25,10 @@
  *   - recv returns 0 once every producer has closed and the ring is drained.
  *     When the last producer died without closing (killed), a consumer gets
  *     -EPIPE instead, within a second of waiting.  send gets -EPIPE once the
- *     ring has had a consumer and has none left, whether they closed or died.
- *     A process is told from a later one that reuses its pid by its start
- *     time.
+ *     ring has had a consumer and has none left, as a pipe's writer does:
+ *     at once when the last one closed, within a second of waiting for room
+ *     when it died.  A process is told from a later one that reuses its pid
+ *     by its start time.
  *   - A message is consumed when it is released (recv releases it itself).
  *     A consumer that dies between peek and release leaves the message to
  *     the next consumer; a producer that dies between reserve and commit
