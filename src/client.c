@@ -242,6 +242,12 @@ static int wait_reply(int sock, struct shmx_reply *rep, int *fdp)
 		close(rx.fd);
 		rx.fd = -1;
 	}
+	if (rx.fds_dropped && rx.fd < 0 && shmx_reply_check(rep, rx.len) == 0 && rep->result >= 0) {
+		/* the whole reply came, but the kernel could not give us its
+		 * descriptor: this process is at its RLIMIT_NOFILE */
+		log_warn("no room for the keeper's descriptor: too many open files");
+		return -EMFILE;
+	}
 	if (rx.truncated || shmx_reply_check(rep, rx.len) < 0) {
 		if (rx.fd >= 0)
 			close(rx.fd);
@@ -270,6 +276,8 @@ int shmx_client_call(struct shmx_req *req, int *fdp)
 			r = wait_reply(C.sock, &rep, fdp);
 		if (r == 0)
 			break;
+		if (r == -EMFILE)
+			return r;       /* the reply was read whole: still in step */
 		if (!conn_lost(r)) {
 			/* a reply may still come: this connection can no longer be
 			 * asked anything, but it keeps counting our attachments

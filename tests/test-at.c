@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -449,6 +450,42 @@ static void nattch_counts_attachments(void **state)
 	assert_int_equal(nattch(id), 0);
 }
 
+/* In a child: attach at RLIMIT_NOFILE, then again with a descriptor free. */
+static int attach_with_no_descriptor_left(void *arg)
+{
+	int id = *(int *)arg, fd, last = -1;
+	struct rlimit rl;
+	void *p;
+
+	/* connected (and the registry mapped) first, with room to spare */
+	TC_CHECK_EQ(shmx_get(tc_key(2), PAGE, SHMX_CREAT | 0600) >= 0, 1);
+	TC_CHECK_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = 64;
+	TC_CHECK_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	while ((fd = dup(0)) >= 0)
+		last = fd;
+	TC_CHECK(last >= 0);
+	TC_CHECK_EQ(shmx_at(id, NULL, 0, &p), -EMFILE);
+	TC_CHECK_EQ(shmx_fd(id, 0), -EMFILE);
+	/* the connection is still in step: with a descriptor free, it works */
+	close(last);
+	TC_CHECK_EQ(shmx_at(id, NULL, 0, &p), 0);
+	TC_CHECK_EQ(shmx_dt(p), 0);
+	return 0;
+}
+
+static void at_with_no_descriptor_left_is_emfile(void **state)
+{
+	int id;
+
+	(void)state;
+	id = tc_create(tc_key(1), PAGE, 0600);
+	assert_int_equal(tc_fork_call((uid_t)-1, (gid_t)-1, attach_with_no_descriptor_left, &id,
+				      TC_REPLY_MS), 0);
+	/* and the keeper counted nothing for the failed attempts */
+	assert_int_equal(nattch(id), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -473,6 +510,7 @@ int main(void)
 		tc_test(rdonly_attachment_cannot_be_made_writable),
 		tc_test(rdonly_beside_rw_attachment_cannot_be_made_writable),
 		tc_test(nattch_counts_attachments),
+		tc_test(at_with_no_descriptor_left_is_emfile),
 	};
 
 	return tc_run_tests("at", tests);

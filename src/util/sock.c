@@ -88,5 +88,6 @@ int shmx_sock_recv(int sock, void *buf, size_t cap, int flags, struct shmx_sock_
 	}
 	rx->len = (size_t)n;
 	rx->truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+	rx->fds_dropped = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == MSG_CTRUNC;
 	return 0;
 }

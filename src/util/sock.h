@@ -15,6 +15,8 @@ struct shmx_sock_rx {
 	int fd;                         /* descriptor received, or -1 */
 	pid_t pid;                      /* sender's pid if SO_PASSCRED is on, else 0 */
 	int truncated;                  /* message or control data did not fit */
+	int fds_dropped;                /* control data only: descriptors the kernel
+	                                   could not install (RLIMIT_NOFILE) */
 	int extra_fds;                  /* descriptors beyond the first (closed) */
 };
 
