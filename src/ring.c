@@ -88,7 +88,7 @@ static int await_ready(struct shmx_ring *r, uint32_t fresh_cap, size_t segsz)
 		if (m == 0 && fresh_cap) {
 			if (atomic_compare_exchange_strong(&h->magic, &m, SHMX_RING_INITIALIZING)) {
 				h->init_pid = r->pid;
-				h->init_start = shmx_proc_starttime(r->pid);
+				h->init_start = r->start;
 				init_ring(h, fresh_cap);
 				return check_constants(r, segsz);
 			}
@@ -122,6 +122,7 @@ static int ring_open_id(int id, int role, uint32_t fresh_cap, uint32_t want_cap,
 	r->id = id;
 	r->role = role;
 	r->pid = getpid();
+	r->start = shmx_proc_starttime(r->pid);
 	r->slot = -1;
 	/* read and write: a consumer moves head, so SHMX_RDONLY cannot do */
 	rc = shmx_at(id, NULL, 0, &base);

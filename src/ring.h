@@ -31,6 +31,7 @@ struct shmx_ring {
 	int id;
 	int role;
 	pid_t pid;                      /* the process that opened it */
+	uint64_t start;                 /* and its start time */
 	int slot;                       /* our entry in hdr->peers */
 	uint32_t state;                 /* its state word while we are in */
 	uint32_t token;                 /* what our locks hold */

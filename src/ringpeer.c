@@ -95,8 +95,11 @@ bool ring_has(struct shmx_ring *r, uint32_t role)
 {
 	int i;
 
+	/* our own entry says what we are, whatever it holds now */
+	if (r->slot >= 0 && SHMX_PEER_ROLE(r->state) == role)
+		return true;
 	for (i = 0; i < SHMX_RING_NPEERS; i++)
-		if (SHMX_PEER_ROLE(atomic_load(&r->hdr->peers[i].state)) == role)
+		if (i != r->slot && SHMX_PEER_ROLE(atomic_load(&r->hdr->peers[i].state)) == role)
 			return true;
 	return false;
 }
@@ -129,11 +132,11 @@ static void remove_peer(struct shmx_ring_hdr *h, int slot, uint32_t state, bool 
 
 static bool peer_alive(const struct shmx_ring *r, const struct shmx_ring_peer *p)
 {
-	pid_t pid = p->pid;
-
-	if (pid == r->pid)
-		return true;
-	return shmx_proc_alive(pid, p->starttime);
+	/* ourselves (another handle of this process), or an earlier process
+	 * that had our pid */
+	if (p->pid == r->pid)
+		return p->starttime == r->start;
+	return shmx_proc_alive(p->pid, p->starttime);
 }
 
 void ring_reap(struct shmx_ring *r)
@@ -156,7 +159,6 @@ void ring_reap(struct shmx_ring *r)
 int ring_join(struct shmx_ring *r)
 {
 	struct shmx_ring_hdr *h = r->hdr;
-	uint64_t start = shmx_proc_starttime(r->pid);
 	uint32_t role = r->role == SHMX_RING_PRODUCER ? SHMX_PEER_PRODUCER : SHMX_PEER_CONSUMER;
 	int pass, i;
 
@@ -171,7 +173,7 @@ int ring_join(struct shmx_ring *r)
 			if (!atomic_compare_exchange_strong(&p->state, &s, claimed))
 				continue;
 			p->pid = r->pid;
-			p->starttime = start;
+			p->starttime = r->start;
 			r->slot = i;
 			r->state = (claimed & ~3u) | role;
 			r->token = token_of(i, r->state);
