@@ -13,11 +13,14 @@
  * a live owner from a dead or departed one.  Uncontended, taking and
  * releasing is one atomic operation each and no system call.
  *
- * Sleeping: a waiter counts itself in (waiters), reads the wake word, checks
- * its condition and sleeps on the wake word; the other side changes the
- * condition, then (only if the count is not zero) bumps the wake word and
- * wakes the sleepers.  Both sides' accesses are sequentially consistent, so
- * either the waiter sees the change or the other side sees the waiter.
+ * Sleeping: a waiter first polls its condition for a few microseconds (the
+ * other side is most often running), then counts itself in (waiters), makes
+ * the wake word even, checks its condition and sleeps on the wake word; the
+ * other side changes the condition, then (only if the count is not zero and
+ * the word is even) makes the word odd and wakes the sleepers: one wake-up
+ * per sleep, not one per message.  Both sides' accesses are sequentially
+ * consistent, so either the waiter sees the change or the other side sees
+ * the waiter and the even word.
  *
  * Everything read from the header may be garbage written by another process:
  * bad values end in -EBADMSG, and every loop is bounded.
@@ -35,6 +38,9 @@
 #include "util/sys.h"
 
 #define SPIN_LOOPS 100
+#ifndef RING_POLL_LOOPS
+#define RING_POLL_LOOPS 400       /* about 10 us of pause */
+#endif
 
 static uint32_t token_of(int slot, uint32_t state)
 {
@@ -65,20 +71,40 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/*
+ * Wakes the sleepers of the other side, once: an odd wake word says that a
+ * wake-up went out and no sleeper has gone back to sleep since, so the
+ * sends (releases) after it make no system call until one has.
+ */
 void ring_wake(_Atomic uint32_t *waiters, _Atomic uint32_t *wake)
 {
+	uint32_t w;
+
 	if (atomic_load(waiters) == 0)
 		return;
-	atomic_fetch_add(wake, 1);
-	futex_wake(wake, INT_MAX);
+	w = atomic_load(wake);
+	if ((w & 1) == 0 && atomic_compare_exchange_strong(wake, &w, w + 1))
+		futex_wake(wake, INT_MAX);
+}
+
+/* A sleeper makes the wake word even again (bounded: it is shared memory). */
+static uint32_t rearm(_Atomic uint32_t *wake)
+{
+	uint32_t w = atomic_load(wake);
+
+	for (int i = 0; (w & 1) && i < 100; i++)
+		if (atomic_compare_exchange_weak(wake, &w, w + 1))
+			return w + 1;
+	return w;
 }
 
 /* Everyone asleep looks again: membership changed. */
 static void wake_all(struct shmx_ring_hdr *h)
 {
-	atomic_fetch_add(&h->cons_wake, 1);
+	/* by 2: an odd word stays odd (see ring_wake) */
+	atomic_fetch_add(&h->cons_wake, 2);
 	futex_wake(&h->cons_wake, INT_MAX);
-	atomic_fetch_add(&h->prod_wake, 1);
+	atomic_fetch_add(&h->prod_wake, 2);
 	futex_wake(&h->prod_wake, INT_MAX);
 }
 
@@ -278,12 +304,21 @@ int ring_wait(struct shmx_ring *r, _Atomic uint32_t *waiters, _Atomic uint32_t *
 {
 	int64_t since = shmx_mono_ms();
 
+	/* the other side is most often running: polling a few microseconds
+	 * saves a sleep and a wake-up (two syscalls, two context switches) */
+	for (int i = 0; i < RING_POLL_LOOPS; i++) {
+		int rc = ready(r, arg);
+
+		if (rc != 0)
+			return rc == 1 ? 0 : rc;
+		cpu_relax();
+	}
 	for (;;) {
 		uint32_t w;
 		int rc;
 
 		atomic_fetch_add(waiters, 1);
-		w = atomic_load(wake);
+		w = rearm(wake);
 		rc = ready(r, arg);
 		if (rc == 0) {
 			/* what they did before they left counts */
