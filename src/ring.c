@@ -7,12 +7,12 @@
  * moves head past it.  Each side keeps the other's index as last seen
  * (r->cached) and reads the shared one only when that says there is not
  * enough: most calls touch only their own side's cache line and the data.
- * Membership, locks and sleeping are in ringpeer.c.
+ * Membership, locks and sleeping are in ringpeer.c; making, opening and
+ * closing in ringopen.c.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <shmx.h>
@@ -23,195 +23,10 @@
 #include "util/sys.h"
 
 #define ALIGN8(n) (((n) + 7u) & ~(uint32_t)7u)
-#define INIT_WAIT_MS 1000       /* how long open waits for a creator to finish */
 
 /* A per-thread address: who made a reservation or a peek pending. */
 static __thread char thread_mark;
 #define THIS_THREAD ((uintptr_t)&thread_mark)
-
-/* ------------------------------------------------------------------ */
-/* Opening */
-
-static uint32_t round_capacity(size_t capacity)
-{
-	uint32_t cap = SHMX_RING_MIN_CAP;
-
-	while (cap < capacity)
-		cap <<= 1;
-	return cap;
-}
-
-/* The constants of a ready ring, checked against the segment they are in. */
-static int check_constants(struct shmx_ring *r, size_t segsz)
-{
-	struct shmx_ring_hdr *h = r->hdr;
-	uint32_t cap = h->capacity;
-
-	if (h->version != SHMX_RING_VERSION || h->hdr_size != SHMX_RING_HDR_SIZE ||
-	    cap < SHMX_RING_MIN_CAP || cap > SHMX_RING_MAX_CAP || (cap & (cap - 1)) ||
-	    (size_t)cap + SHMX_RING_HDR_SIZE > segsz || h->max_msg != cap / 2 - SHMX_RING_REC_HDR)
-		return -EBADMSG;
-	r->cap = cap;
-	r->mask = cap - 1;
-	r->max_msg = cap / 2 - SHMX_RING_REC_HDR;
-	r->data = (unsigned char *)r->hdr + SHMX_RING_HDR_SIZE;
-	return 0;
-}
-
-/* Makes a fresh segment a ring (the memfd starts zero-filled). */
-static void init_ring(struct shmx_ring_hdr *h, uint32_t cap)
-{
-	h->version = SHMX_RING_VERSION;
-	h->hdr_size = SHMX_RING_HDR_SIZE;
-	h->capacity = cap;
-	h->max_msg = cap / 2 - SHMX_RING_REC_HDR;
-	atomic_store(&h->magic, SHMX_RING_MAGIC);
-}
-
-/*
- * Waits until the ring is ready.  fresh_cap != 0: we created the segment (or
- * may have) and make it a ring if nobody has; a creator that died while at
- * it is taken over.  -EAGAIN if it stays uninitialized, -EBADMSG if it is not
- * a ring.
- */
-static int await_ready(struct shmx_ring *r, uint32_t fresh_cap, size_t segsz)
-{
-	struct shmx_ring_hdr *h = r->hdr;
-	int64_t deadline = shmx_mono_ms() + INIT_WAIT_MS;
-	struct timespec pause = { 0, 1000000 };
-
-	for (;;) {
-		uint64_t m = atomic_load(&h->magic);
-
-		if (m == SHMX_RING_MAGIC)
-			return check_constants(r, segsz);
-		if (m == 0 && fresh_cap) {
-			if (atomic_compare_exchange_strong(&h->magic, &m, SHMX_RING_INITIALIZING)) {
-				h->init_pid = r->pid;
-				h->init_start = r->start;
-				init_ring(h, fresh_cap);
-				return check_constants(r, segsz);
-			}
-			continue;
-		}
-		if (m != 0 && m != SHMX_RING_INITIALIZING)
-			return -EBADMSG;
-		if (m == SHMX_RING_INITIALIZING && h->init_pid != 0 &&
-		    !shmx_proc_alive(h->init_pid, h->init_start)) {
-			/* its creator died half way: start again */
-			atomic_compare_exchange_strong(&h->magic, &m, 0);
-			continue;
-		}
-		if (shmx_mono_ms() >= deadline)
-			return -EAGAIN;
-		nanosleep(&pause, NULL);
-	}
-}
-
-static int ring_open_id(int id, int role, uint32_t fresh_cap, uint32_t want_cap,
-			struct shmx_ring **ringp)
-{
-	struct shmx_ring *r;
-	struct shmx_ds ds;
-	void *base;
-	int rc;
-
-	r = calloc(1, sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	r->id = id;
-	r->role = role;
-	r->pid = getpid();
-	r->start = shmx_proc_starttime(r->pid);
-	r->slot = -1;
-	/* read and write: a consumer moves head, so SHMX_RDONLY cannot do */
-	rc = shmx_at(id, NULL, 0, &base);
-	if (rc < 0)
-		goto fail_free;
-	r->hdr = base;
-	rc = shmx_ctl(id, SHMX_STAT, &ds);
-	if (rc < 0)
-		goto fail_dt;
-	rc = -EBADMSG;
-	if (ds.segsz < SHMX_RING_HDR_SIZE + SHMX_RING_MIN_CAP)
-		goto fail_dt;
-	rc = await_ready(r, fresh_cap, ds.segsz);
-	if (rc < 0)
-		goto fail_dt;
-	rc = -EINVAL;
-	if (r->cap < want_cap)          /* an existing ring, too small */
-		goto fail_dt;
-	rc = ring_join(r);
-	if (rc < 0)
-		goto fail_dt;
-	*ringp = r;
-	return 0;
-
-fail_dt:
-	shmx_dt(base);
-fail_free:
-	free(r);
-	return rc;
-}
-
-_public_ int shmx_ring_create(key_t key, size_t capacity, int flags, struct shmx_ring **ringp)
-{
-	uint32_t cap;
-	int id;
-
-	if (!ringp || capacity == 0 || capacity > SHMX_RING_MAX_CAP || (flags & ~(0777 | SHMX_EXCL)))
-		return -EINVAL;
-	cap = round_capacity(capacity);
-	id = shmx_get(key, SHMX_RING_HDR_SIZE + (size_t)cap, SHMX_CREAT | flags);
-	if (id < 0)
-		return id;
-	return ring_open_id(id, SHMX_RING_PRODUCER, cap, cap, ringp);
-}
-
-_public_ int shmx_ring_open(key_t key, int role, struct shmx_ring **ringp)
-{
-	int id;
-
-	if (!ringp || (role != SHMX_RING_PRODUCER && role != SHMX_RING_CONSUMER))
-		return -EINVAL;
-	id = shmx_get(key, 0, 0);
-	if (id < 0)
-		return id;
-	return ring_open_id(id, role, 0, 0, ringp);
-}
-
-_public_ void shmx_ring_close(struct shmx_ring *r)
-{
-	if (!r)
-		return;
-	/* a copy inherited through fork() is not a member: leave the
-	 * parent's entry and locks alone */
-	if (r->pid == getpid()) {
-		if (atomic_load(&r->pending) != RING_IDLE) {
-			atomic_store(&r->pending, RING_IDLE);
-			ring_unlock(r, r->role == SHMX_RING_PRODUCER ? &r->hdr->prod_lock
-								     : &r->hdr->cons_lock);
-		}
-		ring_leave(r);
-	}
-	shmx_dt(r->hdr);
-	free(r);
-}
-
-_public_ size_t shmx_ring_capacity(const struct shmx_ring *r)
-{
-	return r ? r->cap : 0;
-}
-
-_public_ size_t shmx_ring_max_msg(const struct shmx_ring *r)
-{
-	return r ? r->max_msg : 0;
-}
-
-_public_ int shmx_ring_id(const struct shmx_ring *r)
-{
-	return r ? r->id : -EINVAL;
-}
 
 /* ------------------------------------------------------------------ */
 /* Both sides */
@@ -289,7 +104,7 @@ static int consumers_gone(struct shmx_ring *r)
 	return 0;
 }
 
-_public_ int shmx_ring_reserve(struct shmx_ring *r, size_t len, void **slotp, int flags)
+static int do_reserve(struct shmx_ring *r, size_t len, void **slotp, int flags)
 {
 	struct shmx_ring_hdr *h;
 	uint32_t tail, off, need, total, free_bytes;
@@ -357,7 +172,7 @@ fail:
 	return rc;
 }
 
-_public_ int shmx_ring_commit(struct shmx_ring *r, size_t len)
+static int do_commit(struct shmx_ring *r, size_t len)
 {
 	struct shmx_ring_hdr *h;
 	int rc;
@@ -383,18 +198,18 @@ _public_ int shmx_ring_commit(struct shmx_ring *r, size_t len)
 	return 0;
 }
 
-_public_ ssize_t shmx_ring_send(struct shmx_ring *r, const void *msg, size_t len, int flags)
+static ssize_t do_send(struct shmx_ring *r, const void *msg, size_t len, int flags)
 {
 	void *slot;
 	int rc;
 
 	if (!msg && len)
 		return -EINVAL;
-	rc = shmx_ring_reserve(r, len, &slot, flags);
+	rc = do_reserve(r, len, &slot, flags);
 	if (rc < 0)
 		return rc;
 	memcpy(slot, msg, len);
-	rc = shmx_ring_commit(r, len);
+	rc = do_commit(r, len);
 	return rc < 0 ? rc : (ssize_t)len;
 }
 
@@ -503,7 +318,7 @@ static int next_message(struct shmx_ring *r, int flags, uint32_t *offp, uint32_t
 	}
 }
 
-_public_ int shmx_ring_peek(struct shmx_ring *r, const void **msgp, size_t *lenp, int flags)
+static int do_peek(struct shmx_ring *r, const void **msgp, size_t *lenp, int flags)
 {
 	struct shmx_ring_hdr *h;
 	uint32_t off = 0, len = 0;
@@ -531,7 +346,7 @@ _public_ int shmx_ring_peek(struct shmx_ring *r, const void **msgp, size_t *lenp
 	return (int)len;
 }
 
-_public_ int shmx_ring_release(struct shmx_ring *r)
+static int do_release(struct shmx_ring *r)
 {
 	struct shmx_ring_hdr *h;
 	int rc;
@@ -550,7 +365,7 @@ _public_ int shmx_ring_release(struct shmx_ring *r)
 	return 0;
 }
 
-_public_ ssize_t shmx_ring_recv(struct shmx_ring *r, void *buf, size_t cap, int flags)
+static ssize_t do_recv(struct shmx_ring *r, void *buf, size_t cap, int flags)
 {
 	const void *msg;
 	size_t len;
@@ -558,7 +373,7 @@ _public_ ssize_t shmx_ring_recv(struct shmx_ring *r, void *buf, size_t cap, int 
 
 	if (!buf && cap)
 		return -EINVAL;
-	rc = shmx_ring_peek(r, &msg, &len, flags);
+	rc = do_peek(r, &msg, &len, flags);
 	if (rc <= 0)
 		return rc;
 	if (len > cap) {
@@ -568,6 +383,39 @@ _public_ ssize_t shmx_ring_recv(struct shmx_ring *r, void *buf, size_t cap, int 
 		return -EMSGSIZE;
 	}
 	memcpy(buf, msg, len);
-	rc = shmx_ring_release(r);
+	rc = do_release(r);
 	return rc < 0 ? rc : (ssize_t)len;
+}
+
+/* ------------------------------------------------------------------ */
+/* The public functions leave errno as it was (API.md). */
+
+_public_ int shmx_ring_reserve(struct shmx_ring *r, size_t len, void **slotp, int flags)
+{
+	return KEEP_ERRNO(do_reserve(r, len, slotp, flags));
+}
+
+_public_ int shmx_ring_commit(struct shmx_ring *r, size_t len)
+{
+	return KEEP_ERRNO(do_commit(r, len));
+}
+
+_public_ ssize_t shmx_ring_send(struct shmx_ring *r, const void *msg, size_t len, int flags)
+{
+	return KEEP_ERRNO(do_send(r, msg, len, flags));
+}
+
+_public_ int shmx_ring_peek(struct shmx_ring *r, const void **msgp, size_t *lenp, int flags)
+{
+	return KEEP_ERRNO(do_peek(r, msgp, lenp, flags));
+}
+
+_public_ int shmx_ring_release(struct shmx_ring *r)
+{
+	return KEEP_ERRNO(do_release(r));
+}
+
+_public_ ssize_t shmx_ring_recv(struct shmx_ring *r, void *buf, size_t cap, int flags)
+{
+	return KEEP_ERRNO(do_recv(r, buf, cap, flags));
 }

@@ -6,6 +6,7 @@
 #ifndef SHMX_RING_INTERNAL_H
 #define SHMX_RING_INTERNAL_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,6 +52,15 @@ struct shmx_ring {
 	_Atomic int pending;            /* enum ring_pending */
 	_Atomic uintptr_t holder;       /* the thread that made it pending */
 };
+
+/* Evaluates a call with errno kept as it was. */
+#define KEEP_ERRNO(expr)                        \
+	({                                      \
+		int saved_errno_ = errno;       \
+		__typeof__(expr) r_ = (expr);   \
+		errno = saved_errno_;           \
+		r_;                             \
+	})
 
 /* ringpeer.c */
 int ring_join(struct shmx_ring *r);

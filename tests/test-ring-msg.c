@@ -5,6 +5,7 @@
  * the end of the stream, and -EPIPE without consumers.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,6 +420,44 @@ static void send_with_room_but_no_consumer_left_is_epipe(void **state)
 	shmx_ring_close(p);
 }
 
+/* A producer thread that sends one message after a pause. */
+static void *send_later(void *arg)
+{
+	struct shmx_ring *p = arg;
+
+	tc_sleep_ms(450);
+	if (shmx_ring_send(p, "late", 4, 0) != 4)
+		abort();
+	return NULL;
+}
+
+static void calls_leave_errno_alone(void **state)
+{
+	struct shmx_ring *p, *c, *x;
+	char buf[16];
+	pthread_t t;
+
+	(void)state;
+	errno = EDOM;
+	p = tr_create(tc_key(1), 4096, 0600);
+	c = tr_open(tc_key(1), SHMX_RING_CONSUMER);
+	assert_int_equal(errno, EDOM);
+	/* failures */
+	assert_int_equal(shmx_ring_open(tc_key(2), SHMX_RING_CONSUMER, &x), -ENOENT);
+	assert_int_equal(shmx_ring_recv(c, buf, sizeof(buf), SHMX_NONBLOCK), -EAGAIN);
+	assert_int_equal(shmx_ring_send(p, buf, 0, 0), -EINVAL);
+	assert_int_equal(errno, EDOM);
+	/* a recv that sleeps (its futex waits time out and are woken) */
+	assert_int_equal(pthread_create(&t, NULL, send_later, p), 0);
+	assert_int_equal(shmx_ring_recv(c, buf, sizeof(buf), 0), 4);
+	assert_int_equal(errno, EDOM);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	shmx_ring_close(p);
+	assert_int_equal(shmx_ring_recv(c, buf, sizeof(buf), 0), 0);
+	shmx_ring_close(c);
+	assert_int_equal(errno, EDOM);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -433,6 +472,7 @@ int main(void)
 		tr_test(recv_after_last_producer_closed_drains_then_returns_0),
 		tr_test(send_after_the_last_consumer_closed_is_epipe),
 		tr_test(send_with_room_but_no_consumer_left_is_epipe),
+		tr_test(calls_leave_errno_alone),
 	};
 
 	return tr_run_tests("ring-msg", tests, 30);
