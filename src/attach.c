@@ -115,20 +115,6 @@ static void end_attachment(int id)
 		shmx_held_drop(h);
 }
 
-/* Descriptors of segments that are gone, held by no attachment: close them. */
-static void sweep_held(void)
-{
-	struct shmx_reg_record rec;
-
-	for (size_t i = 0; i < C.nheld;) {
-		struct shmx_held *h = &C.held[i];
-
-		if (h->count == 0 && shmx_reg_find_id(&C.reg, h->id, &rec) != 0)
-			shmx_held_drop(h);
-		else
-			i++;
-	}
-}
 
 static int request_fd(int id, bool rdonly)
 {
@@ -171,7 +157,7 @@ static int hold_segment(int id, bool rdonly, struct shmx_held **hp, int *fdp)
 		return 0;
 	}
 	if (!h)
-		sweep_held();
+		shmx_held_sweep();
 	fd = request_fd(id, rdonly);
 	if (fd < 0)
 		return fd;

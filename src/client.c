@@ -259,7 +259,8 @@ static int wait_reply(int sock, struct shmx_reply *rep, int *fdp)
 	return 0;
 }
 
-int shmx_client_call(struct shmx_req *req, int *fdp)
+/* fd_required: a successful reply without a descriptor is a protocol error */
+static int call(struct shmx_req *req, int *fdp, bool fd_required)
 {
 	struct shmx_reply rep;
 	int r = 0;
@@ -304,11 +305,21 @@ int shmx_client_call(struct shmx_req *req, int *fdp)
 		C.stale = true;
 		return -EPROTO;
 	}
-	if (fdp && *fdp < 0 && rep.result >= 0) {
+	if (fd_required && fdp && *fdp < 0 && rep.result >= 0) {
 		log_error("the keeper sent no descriptor");
 		return -EPROTO;
 	}
 	return rep.result;
+}
+
+int shmx_client_call(struct shmx_req *req, int *fdp)
+{
+	return call(req, fdp, true);
+}
+
+int shmx_client_call_maybe_fd(struct shmx_req *req, int *fdp)
+{
+	return call(req, fdp, false);
 }
 
 int shmx_client_post(const struct shmx_req *req, int passfd)
@@ -377,6 +388,20 @@ struct shmx_held *shmx_held_add(int id, int fd, bool rdonly)
 	h = &C.held[C.nheld++];
 	*h = (struct shmx_held){ .id = id, .fd = fd, .rdonly = rdonly, .ro_fd = -1 };
 	return h;
+}
+
+void shmx_held_sweep(void)
+{
+	struct shmx_reg_record rec;
+
+	for (size_t i = 0; i < C.nheld;) {
+		struct shmx_held *h = &C.held[i];
+
+		if (h->count == 0 && shmx_reg_find_id(&C.reg, h->id, &rec) != 0)
+			shmx_held_drop(h);
+		else
+			i++;
+	}
 }
 
 void shmx_held_drop(struct shmx_held *h)

@@ -83,6 +83,8 @@ void shmx_client_lock(void);
 void shmx_client_unlock(void);
 int shmx_client_connect(void);
 int shmx_client_call(struct shmx_req *req, int *fdp);
+/* The same, where the reply may come with a descriptor or without. */
+int shmx_client_call_maybe_fd(struct shmx_req *req, int *fdp);
 int shmx_client_post(const struct shmx_req *req, int passfd);
 int shmx_client_sync(int id);
 int shmx_client_check_alive(void);
@@ -91,6 +93,8 @@ const struct shmx_cred *shmx_client_cred(void);
 struct shmx_held *shmx_held_find(int id);
 struct shmx_held *shmx_held_add(int id, int fd, bool rdonly);
 void shmx_held_drop(struct shmx_held *h);
+/* Closes the descriptors of segments that are gone, held by no attachment. */
+void shmx_held_sweep(void);
 
 /* Runs a public function's body with the lock held and errno preserved. */
 #define SHMX_CALL(expr)                         \

@@ -39,7 +39,7 @@ static int check_fields(const struct shmx_req *r)
 	case SHMX_MSG_IDENT:
 		return 0;
 	case SHMX_MSG_GET:
-		return (r->flags & ~GET_FLAGS) ? -EBADMSG : 0;
+		return ((r->flags & ~GET_FLAGS) || (r->cmd & ~SHMX_GET_WITH_FD)) ? -EBADMSG : 0;
 	case SHMX_MSG_FD:
 		return (r->id < 0 || (r->flags & ~SHMX_RDONLY)) ? -EBADMSG : 0;
 	case SHMX_MSG_ATTACH:

@@ -35,6 +35,9 @@ enum shmx_msg_type {
 
 /* REATTACH flags */
 #define SHMX_REATTACH_FORK 1u   /* for a child to be: add, don't replace */
+/* GET's cmd: if this request creates the segment, send its read-write
+ * descriptor with the reply (saves the FD round trip of the first attach) */
+#define SHMX_GET_WITH_FD 1
 
 #define SHMX_SYNC_ALL  (-1)
 #define SHMX_SYNC_NONE (-2)

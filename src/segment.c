@@ -16,6 +16,14 @@
 
 #define GET_FLAGS (0777 | SHMX_CREAT | SHMX_EXCL | SHMX_HUGETLB | SHMX_NORESERVE)
 
+/*
+ * A process that creates a segment usually attaches it next: the keeper
+ * sends the new segment's descriptor with the reply, and the descriptor
+ * cache keeps it.  Not beyond this many cached descriptors: a process that
+ * creates segments for others should not fill its descriptor table.
+ */
+#define PREFETCH_HELD_MAX 64
+
 /* The existing-key case of ipcget: the same checks the keeper makes. */
 static int get_local(key_t key, size_t size, int flags)
 {
@@ -37,7 +45,7 @@ static int get_local(key_t key, size_t size, int flags)
 static int do_get(key_t key, size_t size, int flags)
 {
 	struct shmx_req req;
-	int r;
+	int r, fd = -1;
 
 	if (flags & ~GET_FLAGS)
 		return -EINVAL;
@@ -51,7 +59,14 @@ static int do_get(key_t key, size_t size, int flags)
 	req.key = key;
 	req.size = size;
 	req.flags = flags;
-	return shmx_client_call(&req, NULL);
+	if ((flags & SHMX_CREAT) && C.nheld >= PREFETCH_HELD_MAX)
+		shmx_held_sweep();
+	if ((flags & SHMX_CREAT) && C.nheld < PREFETCH_HELD_MAX)
+		req.cmd = SHMX_GET_WITH_FD;
+	r = shmx_client_call_maybe_fd(&req, req.cmd ? &fd : NULL);
+	if (fd >= 0 && (r < 0 || shmx_held_find(r) || !shmx_held_add(r, fd, false)))
+		close(fd);
+	return r;
 }
 
 _public_ int shmx_get(key_t key, size_t size, int flags)
@@ -98,6 +113,7 @@ static int do_stat(int id, struct shmx_ds *ds)
 static int do_ctl(int id, int cmd, struct shmx_ds *ds)
 {
 	struct shmx_req req;
+	int r;
 
 	switch (cmd) {
 	case SHMX_STAT:
@@ -123,7 +139,16 @@ static int do_ctl(int id, int cmd, struct shmx_ds *ds)
 		req.gid = ds->gid;
 		req.mode = ds->mode & 0777;
 	}
-	return shmx_client_call(&req, NULL);
+	r = shmx_client_call(&req, NULL);
+	if (r == 0 && cmd == SHMX_RMID) {
+		/* removed and not attached here: its descriptor may go now
+		 * (the memory goes with the last holder) */
+		struct shmx_held *h = shmx_held_find(id);
+
+		if (h && h->count == 0)
+			shmx_held_drop(h);
+	}
+	return r;
 }
 
 _public_ int shmx_ctl(int id, int cmd, struct shmx_ds *ds)

@@ -278,6 +278,33 @@ int tc_create(key_t key, size_t size, int mode)
 	return id;
 }
 
+struct create_args {
+	key_t key;
+	size_t size;
+	int mode;
+};
+
+static int create_in_child(void *arg)
+{
+	const struct create_args *a = arg;
+
+	TC_CHECK(shmx_get(a->key, a->size, SHMX_CREAT | SHMX_EXCL | a->mode) >= 0);
+	return 0;
+}
+
+int tc_create_unheld(key_t key, size_t size, int mode)
+{
+	struct create_args a = { key, size, mode };
+	int id;
+
+	if (tc_fork_call((uid_t)-1, (gid_t)-1, create_in_child, &a, TC_REPLY_MS) != 0)
+		fail_msg("creating key %d in a child failed", (int)key);
+	id = shmx_get(key, 0, 0);
+	if (id < 0)
+		fail_msg("shmx_get(%d) after the child created it: %s", (int)key, strerror(-id));
+	return id;
+}
+
 void *tc_attach(int id, int flags)
 {
 	void *p = NULL;

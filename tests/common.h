@@ -228,6 +228,12 @@ int tc_raw_call(int sock, const struct shmx_req *req, int passfd);
 
 /* Convenience around the API, asserting success. */
 int tc_create(key_t key, size_t size, int mode);
+/*
+ * The same, created by a child that exits at once: a creator keeps the new
+ * segment's descriptor (libshmx's descriptor cache), so a segment that
+ * nobody holds, as recovery tests need, must come from a process now gone.
+ */
+int tc_create_unheld(key_t key, size_t size, int mode);
 void *tc_attach(int id, int flags);
 void tc_stat(int id, struct shmx_ds *ds);
 /* Whether shmx_list() shows the id (among the first 64; asserts it works). */

@@ -479,7 +479,7 @@ static void at_with_no_descriptor_left_is_emfile(void **state)
 	int id;
 
 	(void)state;
-	id = tc_create(tc_key(1), PAGE, 0600);
+	id = tc_create_unheld(tc_key(1), PAGE, 0600);
 	assert_int_equal(tc_fork_call((uid_t)-1, (gid_t)-1, attach_with_no_descriptor_left, &id,
 				      TC_REPLY_MS), 0);
 	/* and the keeper counted nothing for the failed attempts */

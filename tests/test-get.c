@@ -306,6 +306,81 @@ static void errno_is_left_alone(void **state)
 	assert_int_equal(errno, 1234);
 }
 
+/* Descriptors this process holds of the memfd of key's segment (the
+ * keeper names each "shmx:<key>"). */
+static int memfds_of(key_t key)
+{
+	char path[64], link[256], want[64];
+	int n = 0;
+
+	snprintf(want, sizeof(want), "/memfd:shmx:0x%08x", (unsigned)key);
+	for (int fd = 0; fd < 4096; fd++) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len <= 0)
+			continue;
+		link[len] = '\0';
+		if (!strncmp(link, want, strlen(want)))
+			n++;
+	}
+	return n;
+}
+
+/*
+ * A creator gets the new segment's descriptor with the reply (its first
+ * attach then needs no round trip), while it caches fewer than 64.
+ */
+static int creator_in_child(void *arg)
+{
+	int id, kept = 0;
+	void *p;
+
+	(void)arg;
+	id = shmx_get(tc_key(1), 4096, SHMX_CREAT | SHMX_EXCL | 0600);
+	TC_CHECK(id >= 0);
+	TC_CHECK_EQ(memfds_of(tc_key(1)), 1);
+	/* existing keys and attaches add nothing more */
+	TC_CHECK_EQ(shmx_get(tc_key(1), 0, SHMX_CREAT | 0600), id);
+	TC_CHECK_EQ(shmx_at(id, NULL, 0, &p), 0);
+	TC_CHECK_EQ(memfds_of(tc_key(1)), 1);
+	TC_CHECK_EQ(shmx_dt(p), 0);
+	/* not more than 64 in the cache (some may be left from other tests) */
+	for (int i = 0; i < 100; i++) {
+		TC_CHECK(shmx_get(tc_key(100 + i), 4096, SHMX_CREAT | SHMX_EXCL | 0600) >= 0);
+		kept += memfds_of(tc_key(100 + i));
+	}
+	TC_CHECK(kept >= 40 && kept <= 63);
+	return 0;
+}
+
+static int creator_kept_out_in_child(void *arg)
+{
+	(void)arg;
+	/* a mode that keeps the creator out gives it no descriptor */
+	TC_CHECK(shmx_get(tc_key(2), 4096, SHMX_CREAT | SHMX_EXCL | 0400) >= 0);
+	TC_CHECK_EQ(memfds_of(tc_key(2)), 0);
+	return 0;
+}
+
+static void creator_keeps_the_new_descriptor(void **state)
+{
+	(void)state;
+	assert_int_equal(tc_fork_call((uid_t)-1, (gid_t)-1, creator_in_child, NULL, TC_REPLY_MS), 0);
+	/* root is never kept out: as nobody, in a namespace nobody owns */
+	if (geteuid() == 0) {
+		const char *dir = tc_make_dir(0700, TC_NOBODY, TC_NOGROUP);
+
+		setenv("SHMX_NAMESPACE", dir, 1);
+		assert_int_equal(tc_run_as(TC_NOBODY, TC_NOGROUP, creator_kept_out_in_child, NULL), 0);
+		setenv("SHMX_NAMESPACE", tc_dir(), 1);
+	} else {
+		assert_int_equal(tc_fork_call((uid_t)-1, (gid_t)-1, creator_kept_out_in_child, NULL,
+					      TC_REPLY_MS), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +401,7 @@ int main(void)
 		tc_test(noreserve_is_accepted),
 		tc_test(hugetlb_segment),
 		tc_test(errno_is_left_alone),
+		tc_test(creator_keeps_the_new_descriptor),
 	};
 
 	return tc_run_tests("get", tests);

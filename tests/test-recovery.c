@@ -124,7 +124,7 @@ static void unheld_segments_are_gone(void **state)
 
 	(void)state;
 	h = tc_holder(1, SIZE, 3, &held);
-	loose = tc_create(tc_key(2), 4096, 0600);
+	loose = tc_create_unheld(tc_key(2), 4096, 0600);
 	kill_the_keeper();
 	assert_int_equal(shmx_info(&info), 0);
 	assert_int_equal(info.segments, 1);
@@ -135,12 +135,27 @@ static void unheld_segments_are_gone(void **state)
 	(void)h;
 }
 
+/* A segment its living creator never attached: the creator holds its
+ * descriptor (the descriptor cache), so it survives too. */
+static void created_segment_of_a_living_creator_survives(void **state)
+{
+	struct shmx_ds ds;
+	int id;
+
+	(void)state;
+	id = tc_create(tc_key(3), 4096, 0600);
+	kill_the_keeper();
+	stat_soon(id, &ds);
+	assert_int_equal(ds.key, tc_key(3));
+	assert_int_equal(shmx_get(tc_key(3), 0, 0), id);
+}
+
 static void get_after_keeper_death_finds_no_lost_segment(void **state)
 {
 	struct shmx_ds ds;
 
 	(void)state;
-	tc_create(tc_key(2), 4096, 0600);
+	tc_create_unheld(tc_key(2), 4096, 0600);
 	kill_the_keeper();
 	/* the first call: must not answer from the dead keeper's registry */
 	assert_int_equal(shmx_get(tc_key(2), 0, 0), -ENOENT);
@@ -551,6 +566,7 @@ int main(void)
 		tc_test(holder_of_an_unnamed_descriptor_is_found),
 		tc_test(unheld_segments_are_gone),
 		tc_test(get_after_keeper_death_finds_no_lost_segment),
+		tc_test(created_segment_of_a_living_creator_survives),
 		tc_test(own_attachment_survives),
 		tc_test(recovers_twice),
 		tc_test(ids_stay_and_new_segments_work),

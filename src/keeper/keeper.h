@@ -227,7 +227,8 @@ void hold_free(struct keeper *k, struct hold *h);
 /* seg.c */
 int seg_lookup(struct keeper *k, int id, uint32_t *idxp);
 void seg_check_gone(struct keeper *k, uint32_t idx);
-int seg_get(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid);
+int seg_get(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid,
+	    bool *createdp);
 int seg_fd(struct keeper *k, struct peer *p, const struct shmx_req *req, int *fdp, bool *closep);
 int seg_ctl(struct keeper *k, struct peer *p, const struct shmx_req *req);
 int seg_adopt_fd(struct keeper *k, uint32_t idx, int fd);

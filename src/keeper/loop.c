@@ -151,6 +151,32 @@ static void defer_reply(struct keeper *k, struct peer *p, uint32_t type, int32_t
 	park(k, p, type);
 }
 
+/*
+ * shmget(), and for a creator that asks for it (SHMX_GET_WITH_FD) the new
+ * segment's descriptor, as an FD request would give it (if the mode lets the
+ * creator read and write; else the reply comes without one).
+ */
+static int get(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid)
+{
+	bool created, close_fd = false;
+	struct shmx_req fdreq;
+	int id, fd = -1, r;
+
+	id = seg_get(k, p, req, pid, &created);
+	if (id < 0 || !created || !(req->cmd & SHMX_GET_WITH_FD))
+		return reply(p, req->type, id, -1);
+	fdreq = *req;
+	fdreq.type = SHMX_MSG_FD;
+	fdreq.id = id;
+	fdreq.flags = 0;
+	if (seg_fd(k, p, &fdreq, &fd, &close_fd) < 0)
+		fd = -1;
+	r = reply(p, req->type, id, fd);
+	if (close_fd)
+		close(fd);
+	return r;
+}
+
 /* One checked request; < 0 closes the connection. */
 static int dispatch(struct keeper *k, struct peer *p, const struct shmx_req *req,
 		    const struct shmx_sock_rx *rx)
@@ -163,7 +189,7 @@ static int dispatch(struct keeper *k, struct peer *p, const struct shmx_req *req
 	case SHMX_MSG_HELLO:
 		return report_hello(p, req, rx->fd);
 	case SHMX_MSG_GET:
-		return reply(p, req->type, seg_get(k, p, req, pid), -1);
+		return get(k, p, req, pid);
 	case SHMX_MSG_FD:
 		r = seg_fd(k, p, req, &fd, &close_fd);
 		r = reply(p, req->type, r, r == 0 ? fd : -1);

@@ -153,8 +153,10 @@ static int newseg(struct keeper *k, const struct shmx_cred *cred, int32_t key,
 }
 
 /* shmget(): ipcget_public's checks, or newseg. */
-int seg_get(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid)
+int seg_get(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t pid,
+	    bool *createdp)
 {
+	*createdp = false;
 	if (req->key != SHMX_PRIVATE) {
 		int32_t idx = hash_lookup(k, req->key);
 
@@ -173,6 +175,7 @@ int seg_get(struct keeper *k, struct peer *p, const struct shmx_req *req, pid_t 
 		if (!(req->flags & SHMX_CREAT))
 			return -ENOENT;
 	}
+	*createdp = true;
 	return newseg(k, &p->cred, req->key, req->size, req->flags, pid);
 }
 
