@@ -120,9 +120,9 @@ static inline void demo_print_rate(const char *who, uint64_t n, uint64_t bytes, 
 }
 
 /*
- * Ctrl-C (SIGINT) and SIGTERM set demo_stop.  No SA_RESTART: a send or
- * recv asleep in the ring returns -EINTR, so the program gets to say goodbye
- * properly.  SA_RESETHAND: a second Ctrl-C kills it as usual, should that
+ * Ctrl-C (SIGINT) and SIGTERM set demo_stop.  A send or recv asleep in the
+ * ring returns -EINTR when any handler runs (with or without SA_RESTART), so
+ * the program gets to say goodbye properly.  SA_RESETHAND: a second Ctrl-C kills it as usual, should that
  * goodbye itself get stuck.
  */
 static volatile sig_atomic_t demo_stop;

@@ -39,10 +39,25 @@ static int check_call(struct shmx_ring *r, int role, int flags)
 		return -EINVAL;
 	if (r->role != role)
 		return -EBADF;
-	if (atomic_load_explicit(&r->pending, memory_order_relaxed) != RING_IDLE &&
+	if (atomic_load_explicit(&r->pending, memory_order_acquire) != RING_IDLE &&
 	    atomic_load_explicit(&r->holder, memory_order_relaxed) == THIS_THREAD)
 		return -EBUSY;
 	return 0;
+}
+
+/*
+ * With its side's lock held: whether this handle was the last of its side to
+ * hold it.  If another was (or this handle is new), the other side's index
+ * as this handle last saw it may be any number of 2^32 laps behind, though it
+ * looks recent: the caller reads it afresh.  A token names entry and
+ * generation, so it is never a new handle's by chance.
+ */
+static bool side_was_ours(struct shmx_ring *r, _Atomic uint32_t *last)
+{
+	if (atomic_load_explicit(last, memory_order_relaxed) == r->token)
+		return true;
+	atomic_store_explicit(last, r->token, memory_order_relaxed);
+	return false;
 }
 
 /* Ends a reservation or peek: only by the thread that made it. */
@@ -52,7 +67,7 @@ static int check_pending(struct shmx_ring *r, int role, enum ring_pending what)
 		return -EINVAL;
 	if (r->role != role)
 		return -EBADF;
-	if (atomic_load_explicit(&r->pending, memory_order_relaxed) != (int)what ||
+	if (atomic_load_explicit(&r->pending, memory_order_acquire) != (int)what ||
 	    atomic_load_explicit(&r->holder, memory_order_relaxed) != THIS_THREAD)
 		return -EINVAL;
 	return 0;
@@ -61,7 +76,7 @@ static int check_pending(struct shmx_ring *r, int role, enum ring_pending what)
 static void set_pending(struct shmx_ring *r, enum ring_pending what)
 {
 	atomic_store_explicit(&r->holder, THIS_THREAD, memory_order_relaxed);
-	atomic_store_explicit(&r->pending, what, memory_order_relaxed);
+	atomic_store_explicit(&r->pending, what, memory_order_release);
 }
 
 /* ------------------------------------------------------------------ */
@@ -138,8 +153,7 @@ static int do_reserve(struct shmx_ring *r, size_t len, void **slotp, int flags)
 	need = ALIGN8((uint32_t)len) + SHMX_RING_REC_HDR;
 	off = tail & r->mask;
 	total = need <= r->cap - off ? need : r->cap - off + need;
-	rc = room(r, tail, &free_bytes, tail != r->mine);
-	r->mine = tail;
+	rc = room(r, tail, &free_bytes, !side_was_ours(r, &h->prod_last));
 	if (rc == 0 && free_bytes < total)
 		rc = room(r, tail, &free_bytes, true);
 	if (rc < 0)
@@ -148,8 +162,15 @@ static int do_reserve(struct shmx_ring *r, size_t len, void **slotp, int flags)
 		struct room_arg arg = { tail, total };
 
 		rc = -EAGAIN;
-		if (flags & SHMX_NONBLOCK)
+		if (flags & SHMX_NONBLOCK) {
+			/* a caller that never waits still notices dead readers */
+			if (ring_check_due(r)) {
+				ring_reap(r);
+				if (consumers_gone(r) < 0)
+					rc = -EPIPE;
+			}
 			goto fail;
+		}
 		rc = ring_wait(r, &h->prod_waiters, &h->prod_wake, room_ready, &arg, consumers_gone);
 		if (rc < 0)
 			goto fail;
@@ -189,8 +210,7 @@ static int do_commit(struct shmx_ring *r, size_t len)
 		memcpy(r->data + (r->pend_pos & r->mask), &rec, sizeof(rec));
 		/* the record before the index that publishes it; and the
 		 * index before the look at the sleepers (ringpeer.c) */
-		r->mine = r->pend_pos + ALIGN8((uint32_t)len) + SHMX_RING_REC_HDR;
-		atomic_store(&h->tail, r->mine);
+		atomic_store(&h->tail, r->pend_pos + ALIGN8((uint32_t)len) + SHMX_RING_REC_HDR);
 		ring_wake(&h->cons_waiters, &h->cons_wake);
 	}
 	atomic_store_explicit(&r->pending, RING_IDLE, memory_order_relaxed);
@@ -262,10 +282,8 @@ static int next_message(struct shmx_ring *r, int flags, uint32_t *offp, uint32_t
 
 	if (head & 7u)
 		return -EBADMSG;
-	if (head != r->mine) {
+	if (!side_was_ours(r, &h->cons_last))
 		r->cached = head;       /* says empty: read tail */
-		r->mine = head;
-	}
 	for (;;) {
 		struct shmx_ring_rec rec;
 		uint32_t used, off;
@@ -277,6 +295,10 @@ static int next_message(struct shmx_ring *r, int flags, uint32_t *offp, uint32_t
 			/* the last message may have come just before its
 			 * producer left: look again once they are gone */
 			rc = producers_gone(r);
+			if (rc == 0 && (flags & SHMX_NONBLOCK) && ring_check_due(r)) {
+				ring_reap(r);
+				rc = producers_gone(r);
+			}
 			if (rc != 0) {
 				int again = filled(r, head, &used, true);
 
@@ -303,7 +325,6 @@ static int next_message(struct shmx_ring *r, int flags, uint32_t *offp, uint32_t
 			if (pads++ || off == 0 || rec.len != padlen - SHMX_RING_REC_HDR || padlen > used)
 				return -EBADMSG;
 			head += padlen;
-			r->mine = head;
 			atomic_store_explicit(&h->head, head, memory_order_release);
 			continue;
 		}
@@ -357,7 +378,6 @@ static int do_release(struct shmx_ring *r)
 	h = r->hdr;
 	/* done with the message before the index that frees its room; and
 	 * the index before the look at the sleepers (ringpeer.c) */
-	r->mine = r->pend_pos;
 	atomic_store(&h->head, r->pend_pos);
 	ring_wake(&h->prod_waiters, &h->prod_wake);
 	atomic_store_explicit(&r->pending, RING_IDLE, memory_order_relaxed);

@@ -39,9 +39,6 @@ struct shmx_ring {
 
 	/* Guarded by the ring's lock of our side (prod_lock or cons_lock). */
 	uint32_t cached;                /* producer: head seen; consumer: tail seen */
-	uint32_t mine;                  /* our side's index as we left it: if it
-	                                   moved, others of our side were here, and
-	                                   cached may be a lap (2^32) behind */
 	uint32_t members_seen;          /* producer: hdr->members_gen when it last
 	                                   looked for consumers ... */
 	bool no_consumers;              /* ... and whether they were all gone */
@@ -50,6 +47,8 @@ struct shmx_ring {
 	uint32_t pend_len;              /* reserved: bytes asked for */
 	/* Read without the lock (to answer -EBUSY), so atomic. */
 	_Atomic int pending;            /* enum ring_pending */
+	_Atomic int64_t last_check;     /* when a non-blocking call last looked
+	                                   for dead peers (ms, monotonic) */
 	_Atomic uintptr_t holder;       /* the thread that made it pending */
 };
 
@@ -78,6 +77,9 @@ int ring_wait(struct shmx_ring *r, _Atomic uint32_t *waiters, _Atomic uint32_t *
 	      int (*gone)(struct shmx_ring *r));
 void ring_wake(_Atomic uint32_t *waiters, _Atomic uint32_t *wake);
 void ring_reap(struct shmx_ring *r);
+/* Whether a call that does not wait should look for dead peers now (at most
+ * once every SHMX_RING_CHECK_MS per handle). */
+bool ring_check_due(struct shmx_ring *r);
 /* Whether an entry of role (SHMX_PEER_PRODUCER, _CONSUMER) is in use. */
 bool ring_has(struct shmx_ring *r, uint32_t role);
 

@@ -6,9 +6,10 @@
  * from here and keeps its own copy of the constants.
  *
  * Cache lines: the constants are read by all and written once; head and the
- * consumer lock are written by consumers only, tail and the producer lock by
- * producers only; each side's waiter count and wake word sit on a line of
- * their own, written only when someone sleeps.
+ * consumer lock are written by consumers (and a lock by whoever frees it
+ * from a dead holder), tail and the producer lock by producers; each side's
+ * waiter count and wake word sit on a line of their own, written when
+ * someone sleeps and when a peer joins or leaves.
  *
  * head and tail are byte positions that wrap at 2^32 (capacity <= 2^30, so
  * tail - head, taken modulo 2^32, is the bytes in use).  Records start at
@@ -83,12 +84,14 @@ struct shmx_ring_hdr {
 	/* line 1: producers */
 	_Atomic uint32_t tail;
 	_Atomic uint32_t prod_lock;
-	uint8_t pad1[56];
+	_Atomic uint32_t prod_last;     /* token of the last producer to hold it */
+	uint8_t pad1[52];
 
 	/* line 2: consumers */
 	_Atomic uint32_t head;
 	_Atomic uint32_t cons_lock;
-	uint8_t pad2[56];
+	_Atomic uint32_t cons_last;     /* token of the last consumer to hold it */
+	uint8_t pad2[52];
 
 	/* line 3: consumers asleep waiting for data */
 	_Atomic uint32_t cons_waiters;
@@ -102,7 +105,7 @@ struct shmx_ring_hdr {
 
 	/* line 5: written when a peer opens or is found dead */
 	_Atomic uint32_t consumers_seen; /* a consumer ever opened */
-	_Atomic uint32_t producer_died;  /* a producer died since the last one opened */
+	_Atomic uint32_t producer_died;  /* the last producer to leave died */
 	_Atomic uint32_t members_gen;    /* bumped whenever a peer entry is taken or freed */
 	uint8_t pad5[52];
 

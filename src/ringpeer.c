@@ -146,10 +146,12 @@ static void remove_peer(struct shmx_ring_hdr *h, int slot, uint32_t state, bool 
 	uint32_t token = token_of(slot, state);
 
 	/* the generation stays, so the next user of the entry has a new one */
+	/* the last producer to leave says how the stream ended; said before
+	 * the entry goes, so that whoever sees it gone sees how */
+	if (SHMX_PEER_ROLE(state) == SHMX_PEER_PRODUCER)
+		atomic_store(&h->producer_died, died);
 	if (!atomic_compare_exchange_strong(&h->peers[slot].state, &state, state & ~3u))
 		return;                 /* someone else removed it first */
-	if (died && SHMX_PEER_ROLE(state) == SHMX_PEER_PRODUCER)
-		atomic_store(&h->producer_died, 1);
 	atomic_fetch_add(&h->members_gen, 1);
 	drop_lock_of(&h->prod_lock, token);
 	drop_lock_of(&h->cons_lock, token);
@@ -249,6 +251,26 @@ static int check_holder(struct shmx_ring *r, _Atomic uint32_t *lock, uint32_t v)
 	return 0;
 }
 
+bool ring_check_due(struct shmx_ring *r)
+{
+	int64_t now = shmx_mono_ms();
+
+	if (now - atomic_load_explicit(&r->last_check, memory_order_relaxed) < SHMX_RING_CHECK_MS)
+		return false;
+	atomic_store_explicit(&r->last_check, now, memory_order_relaxed);
+	return true;
+}
+
+/* Takes a lock that is free (0, or only the sleepers' flag left over). */
+static bool try_take(struct shmx_ring *r, _Atomic uint32_t *lock)
+{
+	uint32_t v = atomic_load(lock);
+
+	/* others may be asleep: keep the flag for them */
+	return (v & ~SHMX_LOCK_WAITERS) == 0 &&
+	       atomic_compare_exchange_strong(lock, &v, r->token | (v & SHMX_LOCK_WAITERS));
+}
+
 int ring_lock(struct shmx_ring *r, _Atomic uint32_t *lock, bool nonblock)
 {
 	uint32_t v = 0;
@@ -257,19 +279,26 @@ int ring_lock(struct shmx_ring *r, _Atomic uint32_t *lock, bool nonblock)
 
 	if (atomic_compare_exchange_strong(lock, &v, r->token))
 		return 0;
-	if (nonblock)
+	if (nonblock) {
+		/* a caller that never waits still notices a dead holder */
+		if (ring_check_due(r)) {
+			rc = check_holder(r, lock, atomic_load(lock));
+			if (rc < 0)
+				return rc;
+			if (try_take(r, lock))
+				return 0;
+		}
 		return -EAGAIN;
+	}
 	for (i = 0; i < SPIN_LOOPS; i++) {
 		cpu_relax();
-		v = 0;
-		if (atomic_load_explicit(lock, memory_order_relaxed) == 0 &&
-		    atomic_compare_exchange_strong(lock, &v, r->token))
+		if (try_take(r, lock))
 			return 0;
 	}
 	since = shmx_mono_ms();
 	for (;;) {
 		v = atomic_load(lock);
-		if (v == 0) {
+		if ((v & ~SHMX_LOCK_WAITERS) == 0) {
 			/* others may be asleep too: keep the flag for them */
 			if (atomic_compare_exchange_strong(lock, &v, r->token | SHMX_LOCK_WAITERS))
 				return 0;
@@ -319,6 +348,9 @@ int ring_wait(struct shmx_ring *r, _Atomic uint32_t *waiters, _Atomic uint32_t *
 
 		atomic_fetch_add(waiters, 1);
 		w = rearm(wake);
+		/* the condition's loads are acquire loads: keep them after the
+		 * count and the word, as the waker's look is after its store */
+		atomic_thread_fence(memory_order_seq_cst);
 		rc = ready(r, arg);
 		if (rc == 0) {
 			/* what they did before they left counts */

@@ -20,11 +20,12 @@
  *     them.  Producers take turns, and so do consumers: between reserve and
  *     commit a producer holds the ring's producer side, between peek and
  *     release a consumer holds the consumer side.
- *   - Waiting sleeps on a futex (no busy CPU).  The side that makes room or
- *     data wakes the other only when someone is asleep.
+ *   - Waiting polls for about 10 us, then sleeps on a futex (no busy CPU).
+ *     The side that makes room or data wakes the other only when someone is
+ *     asleep.
  *   - recv returns 0 once every producer has closed and the ring is drained.
- *     When the last producer died without closing (killed), a consumer gets
- *     -EPIPE instead, within a second of waiting.  send gets -EPIPE once the
+ *     When the last producer to leave died without closing (killed), a
+ *     consumer gets -EPIPE instead, within a second of waiting.  send gets -EPIPE once the
  *     ring has had a consumer and has none left, as a pipe's writer does:
  *     at once when the last one closed, within a second of waiting for room
  *     when it died.  A process is told from a later one that reuses its pid
@@ -37,6 +38,10 @@
  *     the segment, so everything read from it is checked: garbage gives
  *     -EBADMSG, never a crash, an access outside the segment or an endless
  *     loop.
+ *
+ * A wait ends with -EINTR when any signal handler runs, even one installed
+ * with SA_RESTART.  Calls with SHMX_NONBLOCK that would have waited also
+ * look for dead peers (at most every 200 ms per handle).
  *
  * A handle belongs to the process that opened it; after fork() the child
  * must open its own (it may close the inherited one, which leaves the

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -78,8 +79,13 @@ bool shmx_proc_alive(pid_t pid, uint64_t start)
 	uint64_t now_start;
 	char state;
 
-	if (pid <= 0 || shmx_proc_stat(pid, &state, &now_start) < 0)
+	if (pid <= 0)
 		return false;
+	if (shmx_proc_stat(pid, &state, &now_start) < 0) {
+		/* /proc may hide other users' processes (hidepid): then all we
+		 * can tell is whether the pid is in use */
+		return kill(pid, 0) == 0 || errno == EPERM;
+	}
 	/* a zombie has ended: only its parent has yet to collect it */
 	return state != 'Z' && state != 'X' && now_start == start;
 }
