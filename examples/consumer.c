@@ -53,6 +53,18 @@ static int open_ring(key_t key, struct shmx_ring **rp)
 	return rc;
 }
 
+/*
+ * Whether the first thing a ring gives is the trace of a run that died: its
+ * producer gone (-EPIPE, or 0: closed with no end message), or a message in
+ * the middle of another run's stream.
+ */
+static bool stale(ssize_t n, const struct demo_msg *m)
+{
+	if (n == -EPIPE || n == 0)
+		return true;
+	return n >= (ssize_t)sizeof(*m) && m->kind == DEMO_DATA && m->seq != 1;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t got = 0, bytes = 0, total = DEMO_SUM_SEED;    /* as the producer's */
@@ -108,8 +120,21 @@ int main(int argc, char **argv)
 		/* Waits for a message; 0 once the producer closed and the ring
 		 * is empty.  A signal outside the wait is seen here, next time. */
 		n = demo_stop ? -EINTR : shmx_ring_recv(r, m, cap, 0);
-		if (n <= 0)
+		if (n <= 0 && !(got == 0 && stale(n, m)))
 			break;
+		if (got == 0 && stale(n, m)) {
+			/* A ring left by a run that died: remove it and wait for
+			 * the next producer to make a new one. */
+			printf("consumer: ring %d was left by a producer that is gone; waiting "
+			       "for a new one\n", shmx_ring_id(r));
+			demo_remove("consumer", r);
+			shmx_ring_close(r);
+			r = NULL;
+			n = open_ring(key, &r);
+			if (n < 0)
+				break;
+			continue;
+		}
 		if (got == 0)
 			t0 = demo_now();
 		/* Everything in a message came from another process: check it. */
@@ -139,6 +164,7 @@ int main(int argc, char **argv)
 	if (n <= 0) {
 		sig = demo_stop;
 		fprintf(stderr, "consumer: %s after %llu messages\n",
+			n == -ETIMEDOUT ? "no new producer showed up" :
 			n == -EINTR ? "interrupted" :
 			n == -EPIPE ? "the producer died" :
 			n == 0 ? "the producer closed the ring without an end message" :

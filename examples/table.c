@@ -31,7 +31,8 @@
  * Atomics in shared memory work across processes only if they are
  * lock-free: a lock-based one would take a lock private to each process.
  */
-_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
+_Static_assert(ATOMIC_LONG_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
+	       "64-bit atomics must be lock-free");
 
 struct table {                          /* the segment; a memfd starts zeroed */
 	_Atomic uint32_t stage;         /* 1: the child is attached, 2: go */
@@ -155,8 +156,11 @@ int main(int argc, char **argv)
 	for (unsigned p = 0; p < 2; p++)
 		for (uint64_t i = 0; i < rounds; i++)
 			want[slot_of(p, i)]++;
-	if (shmx_at(id, NULL, 0, &addr) < 0)
+	if ((rc = shmx_at(id, NULL, 0, &addr)) < 0) {
+		fprintf(stderr, "table: attaching to check: %s\n", strerror(-rc));
+		rc = 1;
 		goto out;
+	}
 	t = addr;
 	for (unsigned s = 0; s < SLOTS; s++) {
 		uint64_t got = atomic_load(&t->hits[s]);

@@ -313,7 +313,7 @@ static void bad_option(int argc, char **argv, int c)
 {
 	const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
 
-	if (isdigit(optopt)) {
+	if (optopt >= 0 && optopt <= UCHAR_MAX && isdigit(optopt)) {
 		/* "-5": the option is over; "-55": getopt is still inside it */
 		if (!(arg[0] == '-' && isdigit((unsigned char)arg[1])) && optind < argc)
 			arg = argv[optind];
