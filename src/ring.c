@@ -37,7 +37,9 @@ static int check_call(struct shmx_ring *r, int role, int flags)
 {
 	if (!r || (flags & ~SHMX_NONBLOCK))
 		return -EINVAL;
-	if (r->role != role)
+	/* the wrong role, or a copy inherited through fork(): not a member */
+	if (r->role != role ||
+	    r->fork_gen != atomic_load_explicit(&ring_fork_gen, memory_order_relaxed))
 		return -EBADF;
 	if (atomic_load_explicit(&r->pending, memory_order_acquire) != RING_IDLE &&
 	    atomic_load_explicit(&r->holder, memory_order_relaxed) == THIS_THREAD)
@@ -65,7 +67,8 @@ static int check_pending(struct shmx_ring *r, int role, enum ring_pending what)
 {
 	if (!r)
 		return -EINVAL;
-	if (r->role != role)
+	if (r->role != role ||
+	    r->fork_gen != atomic_load_explicit(&ring_fork_gen, memory_order_relaxed))
 		return -EBADF;
 	if (atomic_load_explicit(&r->pending, memory_order_acquire) != (int)what ||
 	    atomic_load_explicit(&r->holder, memory_order_relaxed) != THIS_THREAD)

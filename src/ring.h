@@ -32,6 +32,7 @@ struct shmx_ring {
 	int id;
 	int role;
 	pid_t pid;                      /* the process that opened it */
+	unsigned fork_gen;              /* ring_fork_gen then: a child's copy differs */
 	uint64_t start;                 /* and its start time */
 	int slot;                       /* our entry in hdr->peers */
 	uint32_t state;                 /* its state word while we are in */
@@ -60,6 +61,10 @@ struct shmx_ring {
 		errno = saved_errno_;           \
 		r_;                             \
 	})
+
+/* ringopen.c: bumped in every child fork() makes (pthread_atfork), so a
+ * handle can tell it was inherited without a getpid() system call. */
+extern _Atomic unsigned ring_fork_gen;
 
 /* ringpeer.c */
 int ring_join(struct shmx_ring *r);

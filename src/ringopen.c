@@ -6,6 +6,7 @@
  * waits briefly for a ring being made.  The messages are in ring.c.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +19,19 @@
 #include "util/sys.h"
 
 #define INIT_WAIT_MS 1000       /* how long open waits for a creator to finish */
+
+_Atomic unsigned ring_fork_gen;
+static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
+
+static void count_fork(void)
+{
+	atomic_fetch_add_explicit(&ring_fork_gen, 1, memory_order_relaxed);
+}
+
+static void hook_fork(void)
+{
+	pthread_atfork(NULL, NULL, count_fork);
+}
 
 static uint32_t round_capacity(size_t capacity)
 {
@@ -108,6 +122,8 @@ static int ring_open_id(int id, int role, uint32_t fresh_cap, uint32_t want_cap,
 		return -ENOMEM;
 	r->id = id;
 	r->role = role;
+	pthread_once(&fork_hook_once, hook_fork);
+	r->fork_gen = atomic_load_explicit(&ring_fork_gen, memory_order_relaxed);
 	r->pid = getpid();
 	r->start = shmx_proc_starttime(r->pid);
 	r->slot = -1;

@@ -519,8 +519,14 @@ static int child_opens_its_own(void *arg)
 {
 	struct forked *f = arg;
 	struct shmx_ring *p;
+	char in[8];
+	void *slot;
 
-	/* closing the inherited handles leaves the parent's alone */
+	/* the inherited handles are not the child's to use */
+	TC_CHECK_EQ(shmx_ring_send(f->p, "x", 1, SHMX_NONBLOCK), -EBADF);
+	TC_CHECK_EQ(shmx_ring_reserve(f->p, 1, &slot, SHMX_NONBLOCK), -EBADF);
+	TC_CHECK_EQ(shmx_ring_recv(f->c, in, sizeof(in), SHMX_NONBLOCK), -EBADF);
+	/* closing them leaves the parent's alone */
 	shmx_ring_close(f->p);
 	shmx_ring_close(f->c);
 	p = tr_child_open(tc_key(1), SHMX_RING_PRODUCER);

@@ -44,8 +44,8 @@
  * look for dead peers (at most every 200 ms per handle).
  *
  * A handle belongs to the process that opened it; after fork() the child
- * must open its own (it may close the inherited one, which leaves the
- * parent's alone).  Threads may share a handle: its calls take turns.  A
+ * must open its own: the inherited one gives -EBADF (closing it is fine and
+ * leaves the parent's alone).  Threads may share a handle: its calls take turns.  A
  * reserve/commit or peek/release pair must be made by one thread.
  */
 #ifndef SHMX_RING_H
