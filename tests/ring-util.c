@@ -101,6 +101,23 @@ struct shmx_ring_peer *tr_entry(struct shmx_ring_hdr *h, pid_t pid, uint32_t rol
 	return NULL;
 }
 
+/* ---- random numbers ---- */
+
+static uint64_t rng_state;
+
+void tr_seed(uint64_t seed)
+{
+	rng_state = seed;
+}
+
+uint64_t tr_rnd(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dull;
+}
+
 /* ---- messages ---- */
 
 static uint32_t mix(uint32_t x)

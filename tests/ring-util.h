@@ -76,6 +76,10 @@ struct tr_tag {
 };
 
 /* The length of message seq of who: in [min, max], min >= 8. */
+/* Random numbers reproducible from a seed (xorshift64*), for fuzzing. */
+void tr_seed(uint64_t seed);
+uint64_t tr_rnd(void);
+
 size_t tr_len(uint32_t who, uint32_t seq, size_t min, size_t max);
 void tr_make(void *buf, size_t len, uint32_t who, uint32_t seq);
 /*

@@ -34,16 +34,6 @@ static uint32_t token(int slot, uint32_t gen)
 	return (gen & 0xffffffu) << 7 | (uint32_t)(slot + 1);
 }
 
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	/* xorshift64*: reproducible from the seed printed on failure */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
-}
 
 /* A successful peek or reserve points inside the data area, all of it. */
 static void check_inside(const uint8_t *base, const void *p, size_t len, const char *what)
@@ -73,7 +63,7 @@ static void poke(struct tr_env *e, int round)
 {
 	const void *m;
 	void *slot;
-	size_t ml, len = 1 + rnd() % 2040;
+	size_t ml, len = 1 + tr_rnd() % 2040;
 	ssize_t got;
 	int rc;
 
@@ -97,7 +87,7 @@ static void poke(struct tr_env *e, int round)
 	if (rc == 0) {
 		check_inside(e->pdata, slot, len, "reservation");
 		memset(slot, 's', len);
-		TR_EXPECT(shmx_ring_commit(e->p, rnd() % 2 ? len : 0), 0);
+		TR_EXPECT(shmx_ring_commit(e->p, tr_rnd() % 2 ? len : 0), 0);
 	} else {
 		ONE_OF(rc, "reserve", round, -EAGAIN, -EBADMSG, -EPIPE);
 	}
@@ -115,11 +105,11 @@ static void random_bytes(struct tr_env *e)
 	int rounds = TR_SANITIZED ? 100 : 400;
 
 	for (int round = 0; round < rounds; round++) {
-		rng_state = 0x5eed0000ull + (uint64_t)round;
+		tr_seed(0x5eed0000ull + (uint64_t)round);
 		for (size_t i = 0; i < n; i++)
-			from[i] = (uint8_t)rnd();
+			from[i] = (uint8_t)tr_rnd();
 		for (size_t i = 0; i < 64; i++)
-			e->data[rnd() % CAP] = (uint8_t)rnd();
+			e->data[tr_rnd() % CAP] = (uint8_t)tr_rnd();
 		poke(e, round);
 		/* now and then a call that may wait: the garbage must end it */
 		if (round % 20 == 0) {
@@ -140,54 +130,54 @@ static void plausible_garbage(struct tr_env *e, pid_t dead, pid_t live)
 		struct shmx_ring_hdr *h = e->h;
 		uint32_t tail, head;
 
-		rng_state = 0xfeed0000ull + (uint64_t)round;
-		tail = (uint32_t)rnd() & ~7u;
-		if (rnd() % 8 == 0)
-			tail += (uint32_t)(rnd() % 8);
-		head = tail - (uint32_t)(rnd() % (CAP / 8 + 8)) * 8;
-		if (rnd() % 8 == 0)
-			head += (uint32_t)rnd() % 64;
+		tr_seed(0xfeed0000ull + (uint64_t)round);
+		tail = (uint32_t)tr_rnd() & ~7u;
+		if (tr_rnd() % 8 == 0)
+			tail += (uint32_t)(tr_rnd() % 8);
+		head = tail - (uint32_t)(tr_rnd() % (CAP / 8 + 8)) * 8;
+		if (tr_rnd() % 8 == 0)
+			head += (uint32_t)tr_rnd() % 64;
 		atomic_store(&h->tail, tail);
 		atomic_store(&h->head, head);
 		/* a record at head, and one after it */
 		for (int k = 0; k < 2; k++) {
-			uint32_t at = (head + (k ? (uint32_t)(rnd() % 256) * 8 : 0)) & ~7u;
+			uint32_t at = (head + (k ? (uint32_t)(tr_rnd() % 256) * 8 : 0)) & ~7u;
 			struct shmx_ring_rec *rec = rec_at(e, at);
 			static const uint32_t kinds[] = {
 				SHMX_REC_MSG, SHMX_REC_MSG, SHMX_REC_PAD, 0,
 			};
-			uint32_t lens[] = { 0, 1 + (uint32_t)(rnd() % 2040), 2041,
+			uint32_t lens[] = { 0, 1 + (uint32_t)(tr_rnd() % 2040), 2041,
 					    CAP - (at & (CAP - 1)) - 8,
-					    CAP, (uint32_t)rnd() };
+					    CAP, (uint32_t)tr_rnd() };
 
-			rec->kind = kinds[rnd() % 4];
-			rec->len = lens[rnd() % 6];
+			rec->kind = kinds[tr_rnd() % 4];
+			rec->len = lens[tr_rnd() % 6];
 		}
 		/* locks: mostly free */
 		for (int k = 0; k < 2; k++) {
 			_Atomic uint32_t *l = k ? &h->prod_lock : &h->cons_lock;
-			uint32_t choice = (uint32_t)(rnd() % 8);
+			uint32_t choice = (uint32_t)(tr_rnd() % 8);
 
-			atomic_store(l, choice < 5 ? 0 : choice == 5 ? (uint32_t)rnd()
-					: token((int)(rnd() % 70), (uint32_t)rnd()));
+			atomic_store(l, choice < 5 ? 0 : choice == 5 ? (uint32_t)tr_rnd()
+					: token((int)(tr_rnd() % 70), (uint32_t)tr_rnd()));
 		}
-		atomic_store(&h->cons_waiters, (uint32_t)(rnd() % 3));
-		atomic_store(&h->prod_waiters, (uint32_t)(rnd() % 3));
-		atomic_store(&h->consumers_seen, (uint32_t)(rnd() % 3));
-		atomic_store(&h->producer_died, (uint32_t)(rnd() % 3));
+		atomic_store(&h->cons_waiters, (uint32_t)(tr_rnd() % 3));
+		atomic_store(&h->prod_waiters, (uint32_t)(tr_rnd() % 3));
+		atomic_store(&h->consumers_seen, (uint32_t)(tr_rnd() % 3));
+		atomic_store(&h->producer_died, (uint32_t)(tr_rnd() % 3));
 		for (int i = 0; i < SHMX_RING_NPEERS; i++) {
 			struct shmx_ring_peer *p = &h->peers[i];
-			const int32_t pids[] = { 0, -1, dead, live, (int32_t)rnd() };
+			const int32_t pids[] = { 0, -1, dead, live, (int32_t)tr_rnd() };
 
-			if (rnd() % 2) {
-				atomic_store(&p->state, (uint32_t)rnd() << 2);
+			if (tr_rnd() % 2) {
+				atomic_store(&p->state, (uint32_t)tr_rnd() << 2);
 				continue;
 			}
-			atomic_store(&p->state, (uint32_t)rnd());
-			p->pid = pids[rnd() % 5];
+			atomic_store(&p->state, (uint32_t)tr_rnd());
+			p->pid = pids[tr_rnd() % 5];
 			if (p->pid == getpid())
 				p->pid = dead;
-			p->starttime = rnd() % 2 ? rnd() : shmx_proc_starttime(live) + 1;
+			p->starttime = tr_rnd() % 2 ? tr_rnd() : shmx_proc_starttime(live) + 1;
 		}
 		poke(e, round);
 	}

@@ -363,36 +363,26 @@ static void garbage_locks(void **state)
 
 /* ---- the entries ---- */
 
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	/* xorshift64*: reproducible from the seed printed on failure */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
-}
 
 /* Garbage producers and consumers, none alive, in every entry but keep's. */
 static void garbage_entries_but(struct tr_env *e, int keep)
 {
 	static const int32_t pids[] = { 0, -1, INT_MIN, INT_MAX, 1, 2 };
 
-	rng_state = 0x9e3779b97f4a7c15ull;
+	tr_seed(0x9e3779b97f4a7c15ull);
 	for (int i = 0; i < SHMX_RING_NPEERS; i++) {
 		struct shmx_ring_peer *p = &e->h->peers[i];
 
 		if (i == keep)
 			continue;
-		atomic_store(&p->state, (uint32_t)rnd() << 2 |
+		atomic_store(&p->state, (uint32_t)tr_rnd() << 2 |
 					(i % 2 ? SHMX_PEER_PRODUCER : SHMX_PEER_CONSUMER));
-		p->pid = i < 6 ? pids[i] : (int32_t)rnd();
+		p->pid = i < 6 ? pids[i] : (int32_t)tr_rnd();
 		if (p->pid == getpid())
 			p->pid = 0;
-		p->starttime = rnd();
-		p->reserved[0] = rnd();
-		p->reserved[1] = rnd();
+		p->starttime = tr_rnd();
+		p->reserved[0] = tr_rnd();
+		p->reserved[1] = tr_rnd();
 	}
 }
 
