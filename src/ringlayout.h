@@ -25,7 +25,11 @@
 #include <stdint.h>
 
 #define SHMX_RING_MAGIC         UINT64_C(0x31474e495258484d)  /* "MHXRING1" little-endian */
-#define SHMX_RING_INITIALIZING  UINT64_C(1)
+/* magic while a creator fills the header in: a tag and the creator's pid,
+ * so that taking over from a dead creator cannot undo a live one's start */
+#define SHMX_RING_INIT_TAG      UINT64_C(0x54494e4900000000)    /* "INIT" */
+#define SHMX_RING_INIT_MAGIC(pid) (SHMX_RING_INIT_TAG | (uint32_t)(pid))
+#define SHMX_RING_IS_INIT(m)    (((m) & UINT64_C(0xffffffff00000000)) == SHMX_RING_INIT_TAG)
 #define SHMX_RING_VERSION       1
 #define SHMX_RING_HDR_SIZE      4096u
 #define SHMX_RING_MIN_CAP       4096u
@@ -76,9 +80,9 @@ struct shmx_ring_hdr {
 	uint32_t hdr_size;
 	uint32_t capacity;
 	uint32_t max_msg;
-	int32_t init_pid;               /* the creator, while initializing */
+	int32_t init_pid;               /* the creator, while initializing... */
 	uint32_t pad0;
-	uint64_t init_start;            /* its start time */
+	uint64_t init_start;            /* ...and its start time, once written */
 	uint8_t pad0b[64 - 40];
 
 	/* line 1: producers */

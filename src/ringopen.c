@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,14 +61,36 @@ static int check_constants(struct shmx_ring *r, size_t segsz)
 	return 0;
 }
 
-/* Makes a fresh segment a ring (the memfd starts zero-filled). */
-static void init_ring(struct shmx_ring_hdr *h, uint32_t cap)
+/* Makes a fresh segment a ring (the memfd starts zero-filled), unless it
+ * was taken from us meanwhile (then false). */
+static bool init_ring(struct shmx_ring *r, uint32_t cap)
 {
+	struct shmx_ring_hdr *h = r->hdr;
+	uint64_t mine = SHMX_RING_INIT_MAGIC(r->pid);
+
+	h->init_pid = r->pid;
+	h->init_start = r->start;
 	h->version = SHMX_RING_VERSION;
 	h->hdr_size = SHMX_RING_HDR_SIZE;
 	h->capacity = cap;
 	h->max_msg = cap / 2 - SHMX_RING_REC_HDR;
-	atomic_store(&h->magic, SHMX_RING_MAGIC);
+	return atomic_compare_exchange_strong(&h->magic, &mine, SHMX_RING_MAGIC);
+}
+
+/* Whether the creator named by an "initializing" magic is gone: no such
+ * process, a zombie, or (once it wrote its start time) a later process
+ * with its pid. */
+static bool creator_gone(const struct shmx_ring_hdr *h, uint64_t m)
+{
+	pid_t pid = (pid_t)(uint32_t)m;
+	uint64_t start;
+	char state;
+
+	if (pid <= 0 || shmx_proc_stat(pid, &state, &start) < 0)
+		return pid <= 0 || !(kill(pid, 0) == 0 || errno == EPERM);
+	if (state == 'Z' || state == 'X')
+		return true;
+	return h->init_pid == pid && h->init_start != 0 && h->init_start != start;
 }
 
 /*
@@ -87,19 +111,17 @@ static int await_ready(struct shmx_ring *r, uint32_t fresh_cap, size_t segsz)
 		if (m == SHMX_RING_MAGIC)
 			return check_constants(r, segsz);
 		if (m == 0 && fresh_cap) {
-			if (atomic_compare_exchange_strong(&h->magic, &m, SHMX_RING_INITIALIZING)) {
-				h->init_pid = r->pid;
-				h->init_start = r->start;
-				init_ring(h, fresh_cap);
+			if (atomic_compare_exchange_strong(&h->magic, &m,
+							   SHMX_RING_INIT_MAGIC(r->pid)) &&
+			    init_ring(r, fresh_cap))
 				return check_constants(r, segsz);
-			}
 			continue;
 		}
-		if (m != 0 && m != SHMX_RING_INITIALIZING)
+		if (m != 0 && !SHMX_RING_IS_INIT(m))
 			return -EBADMSG;
-		if (m == SHMX_RING_INITIALIZING && h->init_pid != 0 &&
-		    !shmx_proc_alive(h->init_pid, h->init_start)) {
-			/* its creator died half way: start again */
+		if (SHMX_RING_IS_INIT(m) && (pid_t)(uint32_t)m != r->pid && creator_gone(h, m)) {
+			/* its creator died half way: start again (only if that
+			 * same creator is still named: a new one's start stays) */
 			atomic_compare_exchange_strong(&h->magic, &m, 0);
 			continue;
 		}

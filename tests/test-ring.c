@@ -416,7 +416,7 @@ static int half_made(void *arg)
 	TC_CHECK_EQ(shmx_at(id, NULL, 0, (void **)&h), 0);
 	h->init_pid = init[0];
 	h->init_start = init[0] > 0 ? shmx_proc_starttime(init[0]) : 0;
-	atomic_store(&h->magic, SHMX_RING_INITIALIZING);
+	atomic_store(&h->magic, SHMX_RING_INIT_MAGIC(init[0]));
 	/* an opener waits for the creator, a while */
 	t0 = tc_now_ms();
 	TR_EXPECT(shmx_ring_open(KEY, SHMX_RING_CONSUMER, &r), -EAGAIN);
