@@ -281,6 +281,11 @@ static void bad_usage_exits_2_and_does_nothing(void **state)
 	assert_non_null(strstr(r->err, "frobnicate"));
 	assert_non_null(strstr(r->err, "Usage: shmx"));
 	free(r);
+	/* an option that is not ASCII is named whole, not a byte of it */
+	r = tool("ls", "-\xc3\xa9");
+	assert_int_equal(r->code, 2);
+	assert_non_null(strstr(r->err, "'-\xc3\xa9'"));
+	free(r);
 
 	r = tool_ok("--help");
 	assert_non_null(strstr(r->out, "Usage: shmx"));

@@ -321,8 +321,12 @@ static void bad_option(int argc, char **argv, int c)
 	}
 	if (c == ':')
 		usage_error("option '%s' needs a value", arg);
-	if (optopt)
+	/* a byte of a multibyte character would print as half of it: name
+	 * the argument getopt is still inside of */
+	if (optopt > 0 && optopt < 0x80)
 		usage_error("unknown option '-%c'", optopt);
+	if (optopt && optind < argc && argv[optind][0] == '-')
+		arg = argv[optind];
 	usage_error("unknown option '%s'", arg);
 }
 
