@@ -48,6 +48,7 @@ struct shmx_ring {
 	uint32_t pend_len;              /* reserved: bytes asked for */
 	/* Read without the lock (to answer -EBUSY), so atomic. */
 	_Atomic int pending;            /* enum ring_pending */
+	_Atomic int poll_loops;         /* how long ring_wait polls (ringpeer.c) */
 	_Atomic int64_t last_check;     /* when a non-blocking call last looked
 	                                   for dead peers (ms, monotonic) */
 	_Atomic uintptr_t holder;       /* the thread that made it pending */

@@ -38,9 +38,12 @@
 #include "util/sys.h"
 
 #define SPIN_LOOPS 100
-#ifndef RING_POLL_LOOPS
-#define RING_POLL_LOOPS 400       /* about 10 us of pause */
-#endif
+/* How long a waiter polls before it sleeps, in pauses (400: about 10 us
+ * here).  Adaptive, per handle: doubled when a poll found what it waited
+ * for, halved when it had to sleep anyway, so a peer that is descheduled or
+ * slow costs little polling and a busy stream pays no sleeps. */
+#define POLL_MAX 400
+#define POLL_MIN 16
 
 static uint32_t token_of(int slot, uint32_t state)
 {
@@ -335,13 +338,22 @@ int ring_wait(struct shmx_ring *r, _Atomic uint32_t *waiters, _Atomic uint32_t *
 
 	/* the other side is most often running: polling a few microseconds
 	 * saves a sleep and a wake-up (two syscalls, two context switches) */
-	for (int i = 0; i < RING_POLL_LOOPS; i++) {
+	int loops = atomic_load_explicit(&r->poll_loops, memory_order_relaxed);
+
+	if (loops < POLL_MIN || loops > POLL_MAX)
+		loops = POLL_MAX;
+	for (int i = 0; i < loops; i++) {
 		int rc = ready(r, arg);
 
-		if (rc != 0)
+		if (rc != 0) {
+			atomic_store_explicit(&r->poll_loops, loops < POLL_MAX ? 2 * loops : POLL_MAX,
+					      memory_order_relaxed);
 			return rc == 1 ? 0 : rc;
+		}
 		cpu_relax();
 	}
+	atomic_store_explicit(&r->poll_loops, loops > POLL_MIN ? loops / 2 : POLL_MIN,
+			      memory_order_relaxed);
 	for (;;) {
 		uint32_t w;
 		int rc;
