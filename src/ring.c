@@ -33,13 +33,18 @@ static __thread char thread_mark;
 
 /* Checks a call's handle, role and flags, and that this thread has nothing
  * pending on it (which would wait for itself). */
+/* The wrong role, or a copy inherited through fork(): not a member here. */
+static bool acts_as(const struct shmx_ring *r, int role)
+{
+	return r->role == role &&
+	       r->fork_gen == atomic_load_explicit(&ring_fork_gen, memory_order_relaxed);
+}
+
 static int check_call(struct shmx_ring *r, int role, int flags)
 {
 	if (!r || (flags & ~SHMX_NONBLOCK))
 		return -EINVAL;
-	/* the wrong role, or a copy inherited through fork(): not a member */
-	if (r->role != role ||
-	    r->fork_gen != atomic_load_explicit(&ring_fork_gen, memory_order_relaxed))
+	if (!acts_as(r, role))
 		return -EBADF;
 	if (atomic_load_explicit(&r->pending, memory_order_acquire) != RING_IDLE &&
 	    atomic_load_explicit(&r->holder, memory_order_relaxed) == THIS_THREAD)
@@ -67,8 +72,7 @@ static int check_pending(struct shmx_ring *r, int role, enum ring_pending what)
 {
 	if (!r)
 		return -EINVAL;
-	if (r->role != role ||
-	    r->fork_gen != atomic_load_explicit(&ring_fork_gen, memory_order_relaxed))
+	if (!acts_as(r, role))
 		return -EBADF;
 	if (atomic_load_explicit(&r->pending, memory_order_acquire) != (int)what ||
 	    atomic_load_explicit(&r->holder, memory_order_relaxed) != THIS_THREAD)

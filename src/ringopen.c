@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
@@ -83,14 +82,8 @@ static bool init_ring(struct shmx_ring *r, uint32_t cap)
 static bool creator_gone(const struct shmx_ring_hdr *h, uint64_t m)
 {
 	pid_t pid = (pid_t)(uint32_t)m;
-	uint64_t start;
-	char state;
 
-	if (pid <= 0 || shmx_proc_stat(pid, &state, &start) < 0)
-		return pid <= 0 || !(kill(pid, 0) == 0 || errno == EPERM);
-	if (state == 'Z' || state == 'X')
-		return true;
-	return h->init_pid == pid && h->init_start != 0 && h->init_start != start;
+	return !shmx_proc_alive(pid, h->init_pid == pid ? h->init_start : 0);
 }
 
 /*

@@ -87,7 +87,7 @@ bool shmx_proc_alive(pid_t pid, uint64_t start)
 		return kill(pid, 0) == 0 || errno == EPERM;
 	}
 	/* a zombie has ended: only its parent has yet to collect it */
-	return state != 'Z' && state != 'X' && now_start == start;
+	return state != 'Z' && state != 'X' && (start == 0 || now_start == start);
 }
 
 int64_t shmx_now(void)

@@ -25,7 +25,8 @@ int shmx_proc_stat(pid_t pid, char *statep, uint64_t *startp);
 /* Start time of a process, 0 if unknown. */
 uint64_t shmx_proc_starttime(pid_t pid);
 /* Whether pid is a running (not zombie) process that started at start: a
- * later process that reuses the pid is not the same one. */
+ * later process that reuses the pid is not the same one.  start 0: any
+ * process with that pid.  Where /proc hides it, whether the pid is in use. */
 bool shmx_proc_alive(pid_t pid, uint64_t start);
 
 /* Wall clock seconds. */
