@@ -129,7 +129,7 @@ static int consumers_gone(struct shmx_ring *r)
 static int do_reserve(struct shmx_ring *r, size_t len, void **slotp, int flags)
 {
 	struct shmx_ring_hdr *h;
-	uint32_t tail, off, need, total, free_bytes;
+	uint32_t tail, off, need, total, free_bytes, gen;
 	int rc;
 
 	rc = check_call(r, SHMX_RING_PRODUCER, flags);
@@ -145,8 +145,9 @@ static int do_reserve(struct shmx_ring *r, size_t len, void **slotp, int flags)
 		return rc;
 	/* like a pipe's writer once its readers are gone; the entries are
 	 * read again only when one was taken or freed */
-	if (atomic_load(&h->members_gen) != r->members_seen) {
-		r->members_seen = atomic_load(&h->members_gen);
+	gen = atomic_load(&h->members_gen);
+	if (gen != r->members_seen) {
+		r->members_seen = gen;
 		r->no_consumers = consumers_gone(r) < 0;
 	}
 	rc = -EPIPE;
